@@ -1,0 +1,252 @@
+// Package api is the read and command side of Moat's HTTP API: the Castle
+// devices API and, as the product grows, reviews, lists and end-user device
+// management. Reads come from the ClickHouse views the projector maintains;
+// every query is scoped to the authenticated app.
+package api
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/labstack/echo/v4"
+	"github.com/moat-dev/moat/internal/httpapi"
+	"github.com/moat-dev/moat/schemas"
+	"github.com/moat-dev/moat/scorer/fingerprint"
+)
+
+// Handler serves the api routes.
+type Handler struct {
+	store *Store
+	fp    *fingerprint.Hasher
+	log   *slog.Logger
+}
+
+// NewHandler returns the api routes' handler. fp recomputes the fingerprint
+// of a client id so that the caller's current device can be marked.
+func NewHandler(store *Store, fp *fingerprint.Hasher, log *slog.Logger) *Handler {
+	return &Handler{store: store, fp: fp, log: log.With("role", "api")}
+}
+
+// Routes registers the api routes on g, which must authenticate apps.
+func (h *Handler) Routes(g *echo.Group) {
+	g.GET("/v1/users/:user_id/devices", h.userDevices)
+	g.GET("/v1/devices/:device_token", h.device)
+}
+
+var errNotFound = &httpapi.Error{Status: http.StatusNotFound, Type: "not_found", Message: "Not found"}
+
+func unavailable() error {
+	return &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "service_unavailable", Message: "Storage is unavailable, please retry"}
+}
+
+// DeviceList is Castle's device list envelope.
+type DeviceList struct {
+	TotalCount int      `json:"total_count"`
+	Data       []Device `json:"data"`
+}
+
+func (h *Handler) userDevices(c echo.Context) error {
+	app := httpapi.App(c)
+	userID := c.Param("user_id")
+	if userID == "" || len(userID) > 1024 {
+		return &httpapi.Error{Status: http.StatusUnprocessableEntity, Type: "invalid_parameters", Message: "user_id is invalid"}
+	}
+	rows, err := h.store.UserDevices(c.Request().Context(), app.ID, userID)
+	if err != nil {
+		h.log.Warn("list devices", "app_id", app.ID, "err", err)
+		return unavailable()
+	}
+	current := ""
+	cid := c.QueryParam("client_id")
+	if cid == "" {
+		cid = c.QueryParam("cid")
+	}
+	if cid != "" {
+		current = h.fp.Fingerprint(app.ID, fingerprint.Attributes{ClientID: cid})
+	}
+	out := DeviceList{TotalCount: len(rows), Data: make([]Device, 0, len(rows))}
+	for _, r := range rows {
+		out.Data = append(out.Data, r.device(current))
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (h *Handler) device(c echo.Context) error {
+	app := httpapi.App(c)
+	token := c.Param("device_token")
+	if token == "" || len(token) > 256 {
+		return errNotFound
+	}
+	r, err := h.store.Device(c.Request().Context(), app.ID, token)
+	if errors.Is(err, ErrNotFound) {
+		return errNotFound
+	}
+	if err != nil {
+		h.log.Warn("get device", "app_id", app.ID, "err", err)
+		return unavailable()
+	}
+	return c.JSON(http.StatusOK, r.device(""))
+}
+
+// Device is Castle's device object.
+type Device struct {
+	Token           string        `json:"token"`
+	Risk            float64       `json:"risk"`
+	UserID          string        `json:"user_id"`
+	CreatedAt       string        `json:"created_at"`
+	LastSeenAt      string        `json:"last_seen_at"`
+	ApprovedAt      *string       `json:"approved_at"`
+	EscalatedAt     *string       `json:"escalated_at"`
+	MitigatedAt     *string       `json:"mitigated_at"`
+	Context         DeviceContext `json:"context"`
+	IsCurrentDevice bool          `json:"is_current_device"`
+	Fingerprint     string        `json:"fingerprint"`
+}
+
+// DeviceContext is where and how the device was last seen.
+type DeviceContext struct {
+	IP         string          `json:"ip"`
+	Location   *Location       `json:"location"`
+	UserAgent  DeviceUserAgent `json:"user_agent"`
+	Properties map[string]any  `json:"properties"`
+	Type       string          `json:"type"`
+}
+
+// Location is the device's last geolocation (null until geo data is
+// configured).
+type Location struct {
+	CountryCode string  `json:"country_code"`
+	Country     string  `json:"country"`
+	Region      string  `json:"region"`
+	RegionCode  string  `json:"region_code"`
+	City        string  `json:"city"`
+	Lat         float64 `json:"lat"`
+	Lon         float64 `json:"lon"`
+}
+
+// DeviceUserAgent is Castle's legacy parsed user agent.
+type DeviceUserAgent struct {
+	Raw      string `json:"raw"`
+	Browser  string `json:"browser"`
+	Version  string `json:"version"`
+	OS       string `json:"os"`
+	Mobile   bool   `json:"mobile"`
+	Platform string `json:"platform"`
+	Device   string `json:"device"`
+	Family   string `json:"family"`
+}
+
+// deviceRow is one row of the devices view.
+type deviceRow struct {
+	UserID, Token, Fingerprint string
+	FirstSeenMs, LastSeenMs    uint64
+	LastIP                     string
+	UA                         schemas.UserAgent
+	EventCount                 uint64
+}
+
+func msTime(ms uint64) string {
+	return time.UnixMilli(int64(ms)).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+func (r deviceRow) device(currentFingerprint string) Device {
+	typ := r.UA.DeviceType
+	switch typ {
+	case "desktop", "mobile", "tablet":
+	default:
+		typ = "other"
+	}
+	os := strings.TrimSpace(r.UA.OS + " " + r.UA.OSVersion)
+	family := r.UA.DeviceFamily
+	if family == "" || family == "Other" {
+		family = "Unknown"
+	}
+	return Device{
+		Token:       r.Token,
+		UserID:      r.UserID,
+		CreatedAt:   msTime(r.FirstSeenMs),
+		LastSeenAt:  msTime(r.LastSeenMs),
+		Fingerprint: r.Fingerprint,
+		Context: DeviceContext{
+			IP: r.LastIP,
+			UserAgent: DeviceUserAgent{
+				Raw: r.UA.Raw, Browser: r.UA.Browser, Version: r.UA.BrowserVersion, OS: os,
+				Mobile: typ == "mobile", Platform: os, Device: family, Family: r.UA.Browser,
+			},
+			Properties: map[string]any{},
+			Type:       typ,
+		},
+		IsCurrentDevice: currentFingerprint != "" && currentFingerprint == r.Fingerprint,
+	}
+}
+
+// ErrNotFound is returned by Store lookups that match nothing.
+var ErrNotFound = errors.New("api: not found")
+
+// Store reads the device views of one ClickHouse database.
+type Store struct {
+	conn     driver.Conn
+	database string
+	timeout  time.Duration
+}
+
+// NewStore returns a Store.
+func NewStore(conn driver.Conn, database string) *Store {
+	return &Store{conn: conn, database: database, timeout: 10 * time.Second}
+}
+
+const deviceColumns = `user_id, device_token, anyMerge(fingerprint), minMerge(first_seen_ms), maxMerge(last_seen_ms) AS last_seen,
+	argMaxMerge(last_ip), argMaxMerge(ua_raw), argMaxMerge(ua_browser), argMaxMerge(ua_browser_version),
+	argMaxMerge(ua_os), argMaxMerge(ua_os_version), argMaxMerge(ua_platform), argMaxMerge(ua_device_family),
+	argMaxMerge(ua_device_type), uniqExactMerge(event_ids)`
+
+// UserDevices returns a user's devices, most recently seen first.
+func (s *Store) UserDevices(ctx context.Context, appID, userID string) ([]deviceRow, error) {
+	q := fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND user_id = ?
+		GROUP BY user_id, device_token ORDER BY last_seen DESC, device_token LIMIT 1000`, deviceColumns, schemas.QuoteIdent(s.database))
+	return s.query(ctx, q, appID, userID)
+}
+
+// Device returns one device of the app by token.
+func (s *Store) Device(ctx context.Context, appID, token string) (deviceRow, error) {
+	q := fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND device_token = ?
+		GROUP BY user_id, device_token ORDER BY last_seen DESC LIMIT 1`, deviceColumns, schemas.QuoteIdent(s.database))
+	rows, err := s.query(ctx, q, appID, token)
+	if err != nil {
+		return deviceRow{}, err
+	}
+	if len(rows) == 0 {
+		return deviceRow{}, ErrNotFound
+	}
+	return rows[0], nil
+}
+
+func (s *Store) query(ctx context.Context, q string, args ...any) ([]deviceRow, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	rows, err := s.conn.Query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("api: query devices: %w", err)
+	}
+	defer rows.Close()
+	var out []deviceRow
+	for rows.Next() {
+		var r deviceRow
+		if err := rows.Scan(&r.UserID, &r.Token, &r.Fingerprint, &r.FirstSeenMs, &r.LastSeenMs, &r.LastIP,
+			&r.UA.Raw, &r.UA.Browser, &r.UA.BrowserVersion, &r.UA.OS, &r.UA.OSVersion, &r.UA.Platform,
+			&r.UA.DeviceFamily, &r.UA.DeviceType, &r.EventCount); err != nil {
+			return nil, fmt.Errorf("api: scan device: %w", err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("api: read devices: %w", err)
+	}
+	return out, nil
+}

@@ -1,0 +1,241 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/moat-dev/moat/api"
+	"github.com/moat-dev/moat/internal/apps"
+	"github.com/moat-dev/moat/internal/chserver"
+	"github.com/moat-dev/moat/internal/chstore"
+	"github.com/moat-dev/moat/internal/httpapi"
+	"github.com/moat-dev/moat/ingest"
+	"github.com/moat-dev/moat/projector"
+	"github.com/moat-dev/moat/scorer"
+	"github.com/moat-dev/moat/scorer/fingerprint"
+	"golang.org/x/sync/errgroup"
+)
+
+// devCommand runs every role in one process: an embedded Kafka (kfake,
+// persisted in the data dir), a local ClickHouse server (started from the
+// installed binary with a config generated in the data dir) unless
+// --clickhouse-addr names one, and ingest, scorer, projector, webhooker and
+// api sharing one HTTP listener.
+func devCommand() (*flag.FlagSet, func(context.Context) error) {
+	fs := flag.NewFlagSet("dev", flag.ContinueOnError)
+	var (
+		lf        logFlags
+		kf        kafkaFlags
+		cf        clickhouseFlags
+		hf        httpFlags
+		pf        projectorFlags
+		inf       ingestFlags
+		sf        scorerFlags
+		dataDir   string
+		kafkaPort int
+		chPort    int
+	)
+	lf.register(fs)
+	kf.registerTopics(fs)
+	cf.register(fs, "")
+	hf.register(fs, "127.0.0.1:8080")
+	pf.register(fs)
+	inf.register(fs)
+	sf.register(fs)
+	fs.StringVar(&dataDir, "data-dir", "./.moat", "where the embedded Kafka, ClickHouse and generated secrets live")
+	fs.IntVar(&kafkaPort, "kafka-port", 19092, "port of the embedded Kafka (127.0.0.1); 0 picks a free one")
+	fs.IntVar(&chPort, "clickhouse-port", 19000, "native port of the local ClickHouse started when --clickhouse-addr is empty; 0 picks a free one")
+	return fs, func(ctx context.Context) error {
+		log, err := lf.logger()
+		if err != nil {
+			return err
+		}
+		d := &devStack{log: log, dataDir: dataDir}
+		defer d.close()
+		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, kafkaPort: kafkaPort, chPort: chPort})
+	}
+}
+
+type devOptions struct {
+	kf        kafkaFlags
+	cf        clickhouseFlags
+	hf        httpFlags
+	pf        projectorFlags
+	inf       ingestFlags
+	sf        scorerFlags
+	kafkaPort int
+	chPort    int
+}
+
+// devStack owns the embedded dependencies so they stop in order.
+type devStack struct {
+	log     *slog.Logger
+	dataDir string
+	closers []func()
+}
+
+func (d *devStack) close() {
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		d.closers[i]()
+	}
+}
+
+func (d *devStack) run(ctx context.Context, o devOptions) error {
+	log := d.log
+	if err := os.MkdirAll(d.dataDir, 0o700); err != nil {
+		return fmt.Errorf("create data dir: %w", err)
+	}
+	secret, err := devSecret(d.dataDir)
+	if err != nil {
+		return err
+	}
+	var reg *apps.Registry
+	if o.hf.appsFile != "" {
+		reg, err = apps.Load(o.hf.appsFile)
+	} else {
+		reg, err = apps.New([]apps.App{{ID: DefaultAppID, Name: "Default app", Secret: secret, Test: true}})
+	}
+	if err != nil {
+		return err
+	}
+	key, err := o.sf.key()
+	if err != nil {
+		key, err = persistedSecret(filepath.Join(d.dataDir, "device.key"), 32)
+		if err != nil {
+			return err
+		}
+	}
+	decider, err := newDecider(key)
+	if err != nil {
+		return err
+	}
+	hasher, err := fingerprint.New(key)
+	if err != nil {
+		return err
+	}
+
+	broker, err := startBroker(filepath.Join(d.dataDir, "kafka"), o.kafkaPort)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, broker.Close)
+	kcfg := o.kf.config()
+	kcfg.Brokers = broker.ListenAddrs()
+	if err := ensureTopics(ctx, kcfg, log); err != nil {
+		return err
+	}
+
+	if o.cf.addr == "" {
+		srv, err := chserver.Start(ctx, chserver.Config{Dir: filepath.Join(d.dataDir, "clickhouse"), TCPPort: o.chPort, Logger: log})
+		if err != nil {
+			return fmt.Errorf("start clickhouse: %w", err)
+		}
+		d.closers = append(d.closers, func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := srv.Stop(sctx); err != nil {
+				log.Warn("stop clickhouse", "err", err)
+			}
+		})
+		o.cf.addr = srv.Addr()
+	}
+	conn, err := openClickHouse(ctx, o.cf, log)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, func() { conn.Close() })
+	if err := chstore.Migrate(ctx, conn, o.cf.database, log); err != nil {
+		return err
+	}
+
+	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.inf.produceTimeout, Linger: o.inf.linger}, log)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, prod.Close)
+	sc, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: o.sf.transactionalID, MaxPollRecords: o.sf.maxPoll}, decider, log)
+	if err != nil {
+		return err
+	}
+	pj, err := projector.New(projector.Config{Kafka: kcfg, Database: o.cf.database, BatchSize: o.pf.batchSize, FlushInterval: o.pf.flushInterval, InsertTimeout: o.pf.insertTimeout}, conn, log)
+	if err != nil {
+		return err
+	}
+	wh, err := newWebhooker(kcfg, reg, conn, o.cf.database, true, log)
+	if err != nil {
+		return err
+	}
+
+	e := httpapi.New(httpapi.Config{BodyLimit: o.hf.bodyLimit}, log)
+	healthRoutes(e, probe{"kafka", prod.Ping}, probe{"clickhouse", conn.Ping})
+	authed := e.Group("", httpapi.Authenticate(reg))
+	ingest.NewHandler(prod, log).Routes(authed)
+	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, log).Routes(authed)
+
+	ln, err := listen(o.hf.addr)
+	if err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return sc.Run(gctx) })
+	g.Go(func() error { return pj.Run(gctx) })
+	g.Go(func() error { return wh.Run(gctx) })
+	g.Go(func() error { return serveHTTP(gctx, ln, e, log) })
+
+	addr := ln.Addr().String()
+	log.Info("moat ready", "http_addr", addr, "kafka", kcfg.Brokers, "clickhouse", o.cf.addr, "database", o.cf.database, "data_dir", d.dataDir)
+	if o.hf.appsFile == "" {
+		fmt.Fprintf(os.Stderr, "\nMoat is ready on http://%s\n  app: %s   API secret: %s\n  try: curl -u :%s -H 'Content-Type: application/json' http://%s/v1/track -d '{\"event\":\"$login.succeeded\",\"user_id\":\"u1\",\"context\":{\"ip\":\"8.8.8.8\",\"headers\":{\"User-Agent\":\"curl/8\"}}}'\n\n",
+			addr, DefaultAppID, secret, secret, addr)
+	}
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	log.Info("moat stopped")
+	return err
+}
+
+// devSecret returns the default app's secret: MOAT_API_SECRET, else the one
+// kept in the data dir, else a new random one that is then kept there.
+func devSecret(dataDir string) (string, error) {
+	if s := os.Getenv("MOAT_API_SECRET"); s != "" {
+		return s, nil
+	}
+	b, err := persistedSecret(filepath.Join(dataDir, "api-secret"), 16)
+	if err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// persistedSecret reads a hex secret from path or creates one of n random
+// bytes (file mode 0600).
+func persistedSecret(path string, n int) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	raw := make([]byte, n)
+	if _, err := rand.Read(raw); err != nil {
+		return nil, fmt.Errorf("generate secret: %w", err)
+	}
+	s := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(s+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write %s: %w", path, err)
+	}
+	return []byte(s), nil
+}

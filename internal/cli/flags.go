@@ -1,0 +1,200 @@
+package cli
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/moat-dev/moat/internal/kafka"
+)
+
+// EnvName is the environment variable that sets a flag: MOAT_ plus the
+// flag name upper-cased with '-' as '_' (--kafka-brokers is
+// MOAT_KAFKA_BROKERS). A flag given on the command line wins.
+func EnvName(flagName string) string {
+	return "MOAT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parse applies MOAT_* variables, then the command line.
+func parse(fs *flag.FlagSet, args []string) error {
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", EnvName(f.Name), err))
+			}
+		}
+	})
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return fs.Parse(args)
+}
+
+// listFlag is a comma-separated list.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error {
+	*l = nil
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// logFlags configures logging.
+type logFlags struct {
+	level  string
+	format string
+}
+
+func (l *logFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&l.format, "log-format", "json", "log format: json or text")
+}
+
+func (l *logFlags) logger() (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(l.level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch l.format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: want json or text, got %q", l.format)
+}
+
+// kafkaFlags configures the brokers and topics.
+type kafkaFlags struct {
+	brokers listFlag
+	cfg     kafka.Config
+}
+
+func (k *kafkaFlags) register(fs *flag.FlagSet) {
+	k.cfg = kafka.DefaultConfig()
+	k.brokers = k.cfg.Brokers
+	fs.Var(&k.brokers, "kafka-brokers", "comma-separated Kafka seed brokers (host:port)")
+	k.registerTopics(fs)
+}
+
+func (k *kafkaFlags) registerTopics(fs *flag.FlagSet) {
+	k.cfg = kafka.DefaultConfig()
+	fs.Func("kafka-partitions", "partitions of topics Moat creates (bounds scorer and projector parallelism)", func(s string) error {
+		var n int32
+		_, err := fmt.Sscan(s, &n)
+		k.cfg.Partitions = n
+		return err
+	})
+	fs.DurationVar(&k.cfg.Retention, "kafka-retention", k.cfg.Retention, "retention of topics Moat creates")
+	fs.Func("kafka-replication", "replication factor of topics Moat creates (-1: broker default)", func(s string) error {
+		var n int16
+		_, err := fmt.Sscan(s, &n)
+		k.cfg.ReplicationFactor = n
+		return err
+	})
+}
+
+func (k *kafkaFlags) config() kafka.Config {
+	c := k.cfg
+	c.Brokers = k.brokers
+	return c
+}
+
+// clickhouseFlags configures the ClickHouse connection.
+type clickhouseFlags struct {
+	addr     string
+	database string
+	user     string
+	password string
+}
+
+func (c *clickhouseFlags) register(fs *flag.FlagSet, addrDefault string) {
+	fs.StringVar(&c.addr, "clickhouse-addr", addrDefault, "ClickHouse native protocol address (host:port)")
+	fs.StringVar(&c.database, "clickhouse-database", "moat", "ClickHouse database")
+	fs.StringVar(&c.user, "clickhouse-user", "default", "ClickHouse user")
+	fs.StringVar(&c.password, "clickhouse-password", "", "ClickHouse password")
+}
+
+// httpFlags configures an HTTP listener.
+type httpFlags struct {
+	addr      string
+	bodyLimit int64
+	appsFile  string
+}
+
+func (h *httpFlags) register(fs *flag.FlagSet, addrDefault string) {
+	fs.StringVar(&h.addr, "http-addr", addrDefault, "HTTP listen address")
+	fs.Int64Var(&h.bodyLimit, "body-limit", 1<<20, "largest request body in bytes (413 above it)")
+	fs.StringVar(&h.appsFile, "apps-file", "", "apps file (YAML or JSON): ids, names and API secrets")
+}
+
+// projectorFlags configures batching.
+type projectorFlags struct {
+	batchSize     int
+	flushInterval time.Duration
+	insertTimeout time.Duration
+}
+
+func (p *projectorFlags) register(fs *flag.FlagSet) {
+	fs.IntVar(&p.batchSize, "projector-batch-size", 50_000, "rows per ClickHouse insert at most")
+	fs.DurationVar(&p.flushInterval, "projector-flush-interval", 500*time.Millisecond, "flush buffered rows at least this often")
+	fs.DurationVar(&p.insertTimeout, "projector-insert-timeout", 30*time.Second, "timeout of one ClickHouse insert attempt")
+}
+
+// ingestFlags configures the producer.
+type ingestFlags struct {
+	produceTimeout time.Duration
+	linger         time.Duration
+}
+
+func (i *ingestFlags) register(fs *flag.FlagSet) {
+	fs.DurationVar(&i.produceTimeout, "produce-timeout", 5*time.Second, "how long a call waits for Kafka's acknowledgement before 503")
+	fs.DurationVar(&i.linger, "produce-linger", 2*time.Millisecond, "how long the producer waits to batch concurrent calls")
+}
+
+// scorerFlags configures the scorer.
+type scorerFlags struct {
+	transactionalID string
+	maxPoll         int
+	deviceKey       string
+	deviceKeyFile   string
+}
+
+func (s *scorerFlags) register(fs *flag.FlagSet) {
+	host, _ := os.Hostname()
+	fs.StringVar(&s.transactionalID, "scorer-transactional-id", "moat-scorer-"+host, "Kafka transactional id, unique per scorer instance and stable across its restarts")
+	fs.IntVar(&s.maxPoll, "scorer-max-poll", 10_000, "events per scorer transaction at most")
+	s.registerKey(fs)
+}
+
+func (s *scorerFlags) registerKey(fs *flag.FlagSet) {
+	fs.StringVar(&s.deviceKey, "device-key", "", "secret key (at least 32 bytes) for device fingerprints and tokens; never change it")
+	fs.StringVar(&s.deviceKeyFile, "device-key-file", "", "file holding the device key (instead of --device-key)")
+}
+
+func (s *scorerFlags) key() ([]byte, error) {
+	switch {
+	case s.deviceKey != "" && s.deviceKeyFile != "":
+		return nil, errors.New("give --device-key or --device-key-file, not both")
+	case s.deviceKey != "":
+		return []byte(s.deviceKey), nil
+	case s.deviceKeyFile != "":
+		b, err := os.ReadFile(s.deviceKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read device key: %w", err)
+		}
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	return nil, errors.New("a device key is required: --device-key, --device-key-file or MOAT_DEVICE_KEY")
+}

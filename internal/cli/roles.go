@@ -1,0 +1,372 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/labstack/echo/v4"
+	"github.com/moat-dev/moat/api"
+	"github.com/moat-dev/moat/internal/apps"
+	"github.com/moat-dev/moat/internal/chstore"
+	"github.com/moat-dev/moat/internal/httpapi"
+	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/useragent"
+	"github.com/moat-dev/moat/ingest"
+	"github.com/moat-dev/moat/projector"
+	"github.com/moat-dev/moat/schemas"
+	"github.com/moat-dev/moat/scorer"
+	"github.com/moat-dev/moat/scorer/fingerprint"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// shutdownGrace bounds the drain of in-flight requests on SIGTERM.
+const shutdownGrace = 30 * time.Second
+
+// DefaultAppID is the id of the app used when no apps file is given.
+const DefaultAppID = "default"
+
+// loadApps reads the apps file, or builds the single default app from
+// secret when no file is given.
+func loadApps(file, secret string) (*apps.Registry, error) {
+	if file != "" {
+		return apps.Load(file)
+	}
+	if secret == "" {
+		return nil, errors.New("no apps: give --apps-file, or MOAT_API_SECRET for a single default app")
+	}
+	return apps.New([]apps.App{{ID: DefaultAppID, Name: "Default app", Secret: secret}})
+}
+
+// probe is one readiness check.
+type probe struct {
+	name  string
+	check func(ctx context.Context) error
+}
+
+// healthRoutes adds /healthz (the process serves) and /readyz (every
+// dependency answers). They carry no tenant data and are not authenticated,
+// so that orchestrators can probe them.
+func healthRoutes(e *echo.Echo, probes ...probe) {
+	e.GET("/healthz", func(c echo.Context) error {
+		return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
+	})
+	e.GET("/readyz", func(c echo.Context) error {
+		ctx, cancel := context.WithTimeout(c.Request().Context(), 2*time.Second)
+		defer cancel()
+		failed := map[string]string{}
+		for _, p := range probes {
+			if err := p.check(ctx); err != nil {
+				failed[p.name] = err.Error()
+			}
+		}
+		if len(failed) > 0 {
+			return c.JSON(http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "failed": failed})
+		}
+		return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	})
+}
+
+// serveHTTP serves h on ln until ctx ends, then stops accepting and lets
+// in-flight requests finish (bounded by shutdownGrace).
+func serveHTTP(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
+	srv := httpapi.Server(ln.Addr().String(), h)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http server: %w", err)
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown did not finish in time", "err", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("http server: %w", err)
+	}
+	return nil
+}
+
+func openClickHouse(ctx context.Context, f clickhouseFlags, log *slog.Logger) (driver.Conn, error) {
+	return chstore.Open(ctx, chstore.Options{Addr: f.addr, Database: "", Username: f.user, Password: f.password, Logger: log})
+}
+
+func newDecider(key []byte) (*scorer.Decider, error) {
+	ua, err := useragent.New(0)
+	if err != nil {
+		return nil, err
+	}
+	fp, err := fingerprint.New(key)
+	if err != nil {
+		return nil, err
+	}
+	return scorer.NewDecider(ua, fp), nil
+}
+
+func ensureTopics(ctx context.Context, kcfg kafka.Config, log *slog.Logger) error {
+	cl, err := kgo.NewClient(kafka.ClientOpts(kcfg, log, "moat-admin")...)
+	if err != nil {
+		return fmt.Errorf("kafka admin client: %w", err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	return kafka.EnsureTopics(ctx, cl, kcfg, schemas.AllTopics()...)
+}
+
+func listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	var (
+		lf logFlags
+		kf kafkaFlags
+		hf httpFlags
+		inf ingestFlags
+	)
+	lf.register(fs)
+	kf.register(fs)
+	hf.register(fs, "127.0.0.1:8080")
+	inf.register(fs)
+	return fs, func(ctx context.Context) error {
+		log, err := lf.logger()
+		if err != nil {
+			return err
+		}
+		reg, err := loadApps(hf.appsFile, os.Getenv("MOAT_API_SECRET"))
+		if err != nil {
+			return err
+		}
+		kcfg := kf.config()
+		if err := ensureTopics(ctx, kcfg, log); err != nil {
+			return err
+		}
+		prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: inf.produceTimeout, Linger: inf.linger}, log)
+		if err != nil {
+			return err
+		}
+		defer prod.Close()
+		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit}, log)
+		healthRoutes(e, probe{"kafka", prod.Ping})
+		ingest.NewHandler(prod, log).Routes(e.Group("", httpapi.Authenticate(reg)))
+		ln, err := listen(hf.addr)
+		if err != nil {
+			return err
+		}
+		log.Info("ingest ready", "http_addr", ln.Addr().String())
+		return serveHTTP(ctx, ln, e, log)
+	}
+}
+
+func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
+	fs := flag.NewFlagSet("scorer", flag.ContinueOnError)
+	var (
+		lf logFlags
+		kf kafkaFlags
+		sf scorerFlags
+	)
+	lf.register(fs)
+	kf.register(fs)
+	sf.register(fs)
+	return fs, func(ctx context.Context) error {
+		log, err := lf.logger()
+		if err != nil {
+			return err
+		}
+		key, err := sf.key()
+		if err != nil {
+			return err
+		}
+		d, err := newDecider(key)
+		if err != nil {
+			return err
+		}
+		kcfg := kf.config()
+		if err := ensureTopics(ctx, kcfg, log); err != nil {
+			return err
+		}
+		w, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: sf.transactionalID, MaxPollRecords: sf.maxPoll}, d, log)
+		if err != nil {
+			return err
+		}
+		log.Info("scorer ready")
+		return w.Run(ctx)
+	}
+}
+
+func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
+	fs := flag.NewFlagSet("projector", flag.ContinueOnError)
+	var (
+		lf  logFlags
+		kf  kafkaFlags
+		cf  clickhouseFlags
+		pf  projectorFlags
+		mig bool
+	)
+	lf.register(fs)
+	kf.register(fs)
+	cf.register(fs, "127.0.0.1:9000")
+	pf.register(fs)
+	fs.BoolVar(&mig, "migrate", true, "apply pending ClickHouse migrations at start-up")
+	return fs, func(ctx context.Context) error {
+		log, err := lf.logger()
+		if err != nil {
+			return err
+		}
+		conn, err := openClickHouse(ctx, cf, log)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if mig {
+			if err := chstore.Migrate(ctx, conn, cf.database, log); err != nil {
+				return err
+			}
+		}
+		kcfg := kf.config()
+		if err := ensureTopics(ctx, kcfg, log); err != nil {
+			return err
+		}
+		w, err := projector.New(projector.Config{Kafka: kcfg, Database: cf.database, BatchSize: pf.batchSize, FlushInterval: pf.flushInterval, InsertTimeout: pf.insertTimeout}, conn, log)
+		if err != nil {
+			return err
+		}
+		log.Info("projector ready")
+		return w.Run(ctx)
+	}
+}
+
+func migrateCommand() (*flag.FlagSet, func(context.Context) error) {
+	fs := flag.NewFlagSet("migrate", flag.ContinueOnError)
+	var (
+		lf logFlags
+		cf clickhouseFlags
+	)
+	lf.register(fs)
+	cf.register(fs, "127.0.0.1:9000")
+	return fs, func(ctx context.Context) error {
+		log, err := lf.logger()
+		if err != nil {
+			return err
+		}
+		conn, err := openClickHouse(ctx, cf, log)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		if err := chstore.Migrate(ctx, conn, cf.database, log); err != nil {
+			return err
+		}
+		applied, err := chstore.Applied(ctx, conn, cf.database)
+		if err != nil {
+			return err
+		}
+		log.Info("migrations applied", "database", cf.database, "versions", applied)
+		return nil
+	}
+}
+
+func brokerCommand() (*flag.FlagSet, func(context.Context) error) {
+	fs := flag.NewFlagSet("broker", flag.ContinueOnError)
+	var (
+		lf      logFlags
+		dataDir string
+		port    int
+	)
+	lf.register(fs)
+	fs.StringVar(&dataDir, "data-dir", "./.moat/kafka", "where the broker persists its log")
+	fs.IntVar(&port, "kafka-port", 19092, "port the broker listens on (127.0.0.1)")
+	return fs, func(ctx context.Context) error {
+		log, err := lf.logger()
+		if err != nil {
+			return err
+		}
+		c, err := startBroker(dataDir, port)
+		if err != nil {
+			return err
+		}
+		log.Info("broker ready", "addrs", c.ListenAddrs(), "data_dir", dataDir)
+		<-ctx.Done()
+		c.Close()
+		return nil
+	}
+}
+
+// startBroker starts kfake persisted under dir. Every produce batch is
+// fsynced, so an acknowledged event survives a crash of the process.
+func startBroker(dir string, port int) (*kfake.Cluster, error) {
+	c, err := kfake.NewCluster(kfake.Ports(port), kfake.DataDir(dir), kfake.SyncWrites(), kfake.ClusterID("moat-dev"))
+	if err != nil {
+		return nil, fmt.Errorf("start embedded kafka: %w", err)
+	}
+	return c, nil
+}
+
+// SignalContext returns a context cancelled by SIGINT or SIGTERM.
+func SignalContext() (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+}
+
+func apiCommand() (*flag.FlagSet, func(context.Context) error) {
+	fs := flag.NewFlagSet("api", flag.ContinueOnError)
+	var (
+		lf logFlags
+		cf clickhouseFlags
+		hf httpFlags
+		sf scorerFlags
+	)
+	lf.register(fs)
+	cf.register(fs, "127.0.0.1:9000")
+	hf.register(fs, "127.0.0.1:8081")
+	sf.registerKey(fs)
+	return fs, func(ctx context.Context) error {
+		log, err := lf.logger()
+		if err != nil {
+			return err
+		}
+		reg, err := loadApps(hf.appsFile, os.Getenv("MOAT_API_SECRET"))
+		if err != nil {
+			return err
+		}
+		key, err := sf.key()
+		if err != nil {
+			return err
+		}
+		hasher, err := fingerprint.New(key)
+		if err != nil {
+			return err
+		}
+		conn, err := openClickHouse(ctx, cf, log)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit}, log)
+		healthRoutes(e, probe{"clickhouse", conn.Ping})
+		api.NewHandler(api.NewStore(conn, cf.database), hasher, log).Routes(e.Group("", httpapi.Authenticate(reg)))
+		ln, err := listen(hf.addr)
+		if err != nil {
+			return err
+		}
+		log.Info("api ready", "http_addr", ln.Addr().String())
+		return serveHTTP(ctx, ln, e, log)
+	}
+}

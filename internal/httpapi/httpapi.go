@@ -1,0 +1,213 @@
+// Package httpapi is the HTTP plumbing the ingest and api roles share: the
+// echo instance, Castle-style JSON errors decided in one place, HTTP Basic
+// authentication of apps, body limits and panic recovery.
+package httpapi
+
+import (
+	"encoding/base64"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+	"github.com/moat-dev/moat/internal/apps"
+)
+
+// Error is a client-facing error, rendered as Castle renders errors:
+// {"type": ..., "message": ...} with the HTTP status.
+type Error struct {
+	Status  int
+	Type    string
+	Message string
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// CastleError lets the error handler render the error.
+func (e *Error) CastleError() (int, string, string) { return e.Status, e.Type, e.Message }
+
+// castleError is implemented by every error that has a Castle rendering.
+type castleError interface {
+	error
+	CastleError() (status int, typ, message string)
+}
+
+// Body is the JSON shape of every error response.
+type Body struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+// Config configures the shared HTTP server.
+type Config struct {
+	// BodyLimit is the largest request body accepted (413 above it).
+	BodyLimit int64
+}
+
+// New returns an echo instance with Moat's error handling, recovery and
+// request logging. Routes are added by the roles.
+func New(cfg Config, log *slog.Logger) *echo.Echo {
+	e := echo.New()
+	e.HideBanner = true
+	e.HidePort = true
+	e.HTTPErrorHandler = errorHandler(log)
+	e.Use(middleware.RecoverWithConfig(middleware.RecoverConfig{
+		DisableStackAll: true,
+		LogErrorFunc: func(c echo.Context, err error, stack []byte) error {
+			log.Error("handler panicked", "path", c.Path(), "err", err, "stack", string(stack))
+			return err
+		},
+	}))
+	e.Use(bodyLimit(cfg.BodyLimit))
+	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogError: true, LogRequestID: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			if v.Status >= 500 {
+				log.Warn("request", "method", v.Method, "path", v.URIPath, "status", v.Status, "latency_ms", v.Latency.Milliseconds(), "err", v.Error)
+			} else if log.Enabled(c.Request().Context(), slog.LevelDebug) {
+				log.Debug("request", "method", v.Method, "path", v.URIPath, "status", v.Status, "latency_ms", v.Latency.Milliseconds())
+			}
+			return nil
+		},
+	}))
+	return e
+}
+
+// bodyLimit rejects bodies over limit with 413 before a handler reads them,
+// whether or not the client sent a Content-Length.
+func bodyLimit(limit int64) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			req := c.Request()
+			if req.ContentLength > limit {
+				return TooLarge(limit)
+			}
+			req.Body = http.MaxBytesReader(c.Response(), req.Body, limit)
+			return next(c)
+		}
+	}
+}
+
+// TooLarge is the 413 error for a body over limit bytes.
+func TooLarge(limit int64) *Error {
+	return &Error{Status: http.StatusRequestEntityTooLarge, Type: "request_entity_too_large",
+		Message: "Request body is larger than " + strconv.FormatInt(limit, 10) + " bytes"}
+}
+
+// IsTooLarge reports whether err came from reading a body over the limit.
+func IsTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+var statusTypes = map[int]string{
+	http.StatusBadRequest:            "bad_request",
+	http.StatusUnauthorized:          "unauthorized",
+	http.StatusForbidden:             "forbidden",
+	http.StatusNotFound:              "route_not_found",
+	http.StatusMethodNotAllowed:      "method_not_allowed",
+	http.StatusRequestEntityTooLarge: "request_entity_too_large",
+	http.StatusUnsupportedMediaType:  "unsupported_media_type",
+	http.StatusUnprocessableEntity:   "invalid_parameters",
+	http.StatusTooManyRequests:       "rate_limited",
+	http.StatusServiceUnavailable:    "service_unavailable",
+}
+
+// errorHandler renders every error as {"type","message"} JSON. Unknown
+// errors are 500 server_error and are logged; their text is not sent.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		status, body := http.StatusInternalServerError, Body{Type: "server_error", Message: "Internal server error"}
+		var ce castleError
+		var he *echo.HTTPError
+		switch {
+		case errors.As(err, &ce):
+			status, body.Type, body.Message = ce.CastleError()
+		case errors.As(err, &he):
+			status = he.Code
+			body.Type = statusTypes[he.Code]
+			if body.Type == "" {
+				body.Type = "server_error"
+			}
+			body.Message = http.StatusText(he.Code)
+			if he.Code == http.StatusNotFound {
+				body.Message = "Route not found"
+			}
+		default:
+			log.Error("unhandled error", "method", c.Request().Method, "path", c.Path(), "err", err)
+		}
+		if status == http.StatusUnauthorized {
+			c.Response().Header().Set("WWW-Authenticate", `Basic realm="moat"`)
+		}
+		if c.Request().Method == http.MethodHead {
+			_ = c.NoContent(status)
+			return
+		}
+		if werr := c.JSON(status, body); werr != nil {
+			log.Debug("write error response", "err", werr)
+		}
+	}
+}
+
+const appKey = "moat.app"
+
+// Authenticate checks Castle's scheme: HTTP Basic with any (normally empty)
+// user name and the app's API secret as the password.
+func Authenticate(reg *apps.Registry) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			secret, ok := basicPassword(c.Request().Header.Get("Authorization"))
+			if !ok {
+				return &Error{Status: http.StatusUnauthorized, Type: "unauthorized", Message: "Missing API secret: use HTTP Basic auth with the API secret as the password"}
+			}
+			app, ok := reg.Authenticate(secret)
+			if !ok {
+				return &Error{Status: http.StatusUnauthorized, Type: "unauthorized", Message: "Invalid API secret"}
+			}
+			c.Set(appKey, app)
+			return next(c)
+		}
+	}
+}
+
+func basicPassword(h string) (string, bool) {
+	scheme, rest, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Basic") {
+		return "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
+	if err != nil {
+		return "", false
+	}
+	_, pass, ok := strings.Cut(string(raw), ":")
+	if !ok || pass == "" {
+		return "", false
+	}
+	return pass, true
+}
+
+// App returns the app the request authenticated as. It panics when the
+// route is not behind Authenticate: that is a wiring bug, not bad input.
+func App(c echo.Context) apps.App {
+	return c.Get(appKey).(apps.App)
+}
+
+// Server wraps http.Server timeouts suited to an API behind load balancers.
+func Server(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}

@@ -1,0 +1,100 @@
+// Package kafka holds the franz-go plumbing the ingest, scorer and projector
+// roles share: client options, topic creation and a slog bridge.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config says where the brokers are and how topics are created.
+type Config struct {
+	// Brokers are the seed brokers (host:port).
+	Brokers []string
+	// Partitions bounds the parallelism of every consuming role: at most
+	// one scorer or projector instance per partition does work.
+	Partitions int32
+	// ReplicationFactor of created topics; -1 uses the broker default.
+	ReplicationFactor int16
+	// Retention of created topics (retention.ms). The log is the source of
+	// truth: views and scorer state are rebuilt from it, so keep it long.
+	Retention time.Duration
+}
+
+// DefaultConfig returns the defaults for a single-box deployment.
+func DefaultConfig() Config {
+	return Config{Brokers: []string{"127.0.0.1:9092"}, Partitions: 6, ReplicationFactor: -1, Retention: 7 * 24 * time.Hour}
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("kafka: no brokers")
+	case c.Partitions < 1:
+		return errors.New("kafka: partitions must be at least 1")
+	case c.Retention < time.Hour && c.Retention != -1:
+		return errors.New("kafka: retention must be at least 1h (or -1 for unlimited)")
+	}
+	return nil
+}
+
+// ClientOpts are the options every franz-go client of Moat starts from.
+func ClientOpts(c Config, log *slog.Logger, clientID string) []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SeedBrokers(c.Brokers...),
+		kgo.ClientID(clientID),
+		kgo.WithLogger(Logger(log)),
+		kgo.RetryTimeout(30 * time.Second),
+	}
+}
+
+// EnsureTopics creates the topics that do not exist yet, with the configured
+// partitions and retention. Existing topics are left as they are.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config, topics ...string) error {
+	adm := kadm.NewClient(cl)
+	retention := strconv.FormatInt(c.Retention.Milliseconds(), 10)
+	if c.Retention < 0 {
+		retention = "-1"
+	}
+	configs := map[string]*string{"retention.ms": &retention}
+	resp, err := adm.CreateTopics(ctx, c.Partitions, c.ReplicationFactor, configs, topics...)
+	if err != nil {
+		return fmt.Errorf("kafka: create topics %v: %w", topics, err)
+	}
+	for _, r := range resp.Sorted() {
+		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+			return fmt.Errorf("kafka: create topic %s: %w", r.Topic, r.Err)
+		}
+	}
+	return nil
+}
+
+// Logger bridges franz-go's logger to slog at warn level and above
+// (franz-go's info level is chatty on every rebalance).
+func Logger(l *slog.Logger) kgo.Logger { return slogLogger{l: l.With("component", "kafka")} }
+
+type slogLogger struct{ l *slog.Logger }
+
+func (s slogLogger) Level() kgo.LogLevel { return kgo.LogLevelWarn }
+
+func (s slogLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	lvl := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		lvl = slog.LevelError
+	case kgo.LogLevelWarn:
+		lvl = slog.LevelWarn
+	case kgo.LogLevelInfo:
+		lvl = slog.LevelInfo
+	}
+	s.l.Log(context.Background(), lvl, msg, keyvals...)
+}

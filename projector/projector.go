@@ -1,0 +1,218 @@
+// Package projector is the projection role: it consumes the decisions topic
+// and materializes the timeline (events) and, through a ClickHouse
+// materialized view, the per-device state (devices) in ClickHouse.
+//
+// Delivery is at-least-once with idempotent writes: offsets are committed
+// only after ClickHouse accepted the batch that holds them, and a redelivered
+// record writes the very same row again, which ReplacingMergeTree folds (and
+// FINAL hides before the merge). So every decision is seen exactly once by a
+// query, through crashes, rebalances and ClickHouse outages.
+package projector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/cenkalti/backoff/v4"
+	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config configures a projector worker.
+type Config struct {
+	Kafka kafka.Config
+	// Database is the ClickHouse database holding the views.
+	Database string
+	// BatchSize flushes once this many rows are buffered.
+	BatchSize int
+	// FlushInterval flushes buffered rows at least this often.
+	FlushInterval time.Duration
+	// InsertTimeout bounds one ClickHouse insert attempt.
+	InsertTimeout time.Duration
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Database == "":
+		return errors.New("projector: database is required")
+	case c.BatchSize < 1:
+		return errors.New("projector: batch size must be at least 1")
+	case c.FlushInterval <= 0 || c.FlushInterval > time.Minute:
+		return errors.New("projector: flush interval must be in (0, 1m]")
+	case c.InsertTimeout <= 0:
+		return errors.New("projector: insert timeout must be positive")
+	}
+	return c.Kafka.Validate()
+}
+
+// Worker consumes TopicDecisions into ClickHouse.
+type Worker struct {
+	cfg  Config
+	conn driver.Conn
+	cl   *kgo.Client
+	log  *slog.Logger
+
+	rows    [][]any
+	pending int // records polled since the last commit
+	first   time.Time
+}
+
+// New connects a worker to the brokers. conn is not closed by the worker.
+func New(cfg Config, conn driver.Conn, log *slog.Logger) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := append(kafka.ClientOpts(cfg.Kafka, log, "moat-projector"),
+		kgo.ConsumerGroup(schemas.GroupProjector),
+		kgo.ConsumeTopics(schemas.TopicDecisions),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+	)
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("projector: create kafka client: %w", err)
+	}
+	return &Worker{cfg: cfg, conn: conn, cl: cl, log: log.With("role", "projector")}, nil
+}
+
+// Run projects until ctx ends. On shutdown it flushes and commits what it
+// buffered (within a bounded drain), then leaves the group.
+func (w *Worker) Run(ctx context.Context) error {
+	defer func() {
+		w.cl.AllowRebalance() // leaving the group waits for a blocked rebalance
+		w.cl.Close()
+	}()
+	for {
+		pollCtx, cancel := context.WithTimeout(ctx, w.untilFlush())
+		fetches := w.cl.PollRecords(pollCtx, w.cfg.BatchSize-len(w.rows))
+		cancel()
+		if fetches.IsClientClosed() {
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				w.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
+			}
+		})
+		fetches.EachRecord(w.add)
+		if ctx.Err() != nil {
+			return w.drain()
+		}
+		if len(w.rows) >= w.cfg.BatchSize || (w.pending > 0 && w.untilFlush() <= 0) {
+			if err := w.flush(ctx); err != nil {
+				if ctx.Err() != nil {
+					return w.drain()
+				}
+				return err
+			}
+		}
+		if w.pending == 0 {
+			w.cl.AllowRebalance()
+		}
+	}
+}
+
+func (w *Worker) untilFlush() time.Duration {
+	if w.pending == 0 {
+		return w.cfg.FlushInterval
+	}
+	return w.cfg.FlushInterval - time.Since(w.first)
+}
+
+// add buffers one record's row. Records that cannot be decoded are logged
+// and skipped from the view (they are kept on the decisions topic).
+func (w *Worker) add(r *kgo.Record) {
+	if w.pending == 0 {
+		w.first = time.Now()
+	}
+	w.pending++
+	var d schemas.Decision
+	if err := json.Unmarshal(r.Value, &d); err != nil {
+		w.log.Error("undecodable decision left out of ClickHouse", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return
+	}
+	row, err := eventRow(&d, r.Partition, r.Offset)
+	if err != nil {
+		w.log.Error("decision left out of ClickHouse", "partition", r.Partition, "offset", r.Offset, "err", err)
+		return
+	}
+	w.rows = append(w.rows, row)
+}
+
+// flush writes the buffered rows, retrying until ClickHouse takes them or
+// ctx ends, and then commits the offsets of every record polled so far.
+func (w *Worker) flush(ctx context.Context) error {
+	if len(w.rows) > 0 {
+		b := backoff.WithContext(&backoff.ExponentialBackOff{
+			InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2,
+			MaxInterval: 5 * time.Second, MaxElapsedTime: 0, Stop: backoff.Stop, Clock: backoff.SystemClock,
+		}, ctx)
+		b.Reset()
+		attempt := 0
+		err := backoff.Retry(func() error {
+			attempt++
+			err := w.insert(ctx)
+			if err != nil && ctx.Err() == nil {
+				w.log.Warn("clickhouse insert failed; retrying", "rows", len(w.rows), "attempt", attempt, "err", err)
+			}
+			return err
+		}, b)
+		if err != nil {
+			return fmt.Errorf("projector: insert %d rows: %w", len(w.rows), err)
+		}
+	}
+	if err := w.cl.CommitUncommittedOffsets(ctx); err != nil {
+		// The rows are in ClickHouse; a redelivery writes the same rows
+		// again and the views fold them, so this is safe to leave.
+		w.log.Warn("offset commit failed; records will be redelivered", "err", err)
+	}
+	w.rows = w.rows[:0]
+	w.pending = 0
+	return nil
+}
+
+func (w *Worker) insert(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
+	defer cancel()
+	batch, err := w.conn.PrepareBatch(ctx, insertEvents(w.cfg.Database))
+	if err != nil {
+		return fmt.Errorf("prepare insert into events: %w", err)
+	}
+	defer batch.Close()
+	if n := len(batch.Columns()); n != len(eventColumns) {
+		return fmt.Errorf("insert into events: server expects %d columns, want %d", n, len(eventColumns))
+	}
+	for _, row := range w.rows {
+		if err := batch.Append(row...); err != nil {
+			return fmt.Errorf("append row to events batch: %w", err)
+		}
+	}
+	if err := batch.Send(); err != nil {
+		return fmt.Errorf("send events batch: %w", err)
+	}
+	return nil
+}
+
+// drain flushes what is buffered on shutdown, bounded by a fresh deadline
+// (ctx has already ended). What it cannot write stays uncommitted and is
+// redelivered to the next owner of the partitions.
+func (w *Worker) drain() error {
+	if w.pending == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.flush(ctx); err != nil {
+		w.log.Warn("shutdown flush failed; records will be redelivered", "err", err)
+	}
+	return nil
+}

@@ -1,0 +1,125 @@
+// Package fingerprint derives device fingerprints and device tokens from an
+// event. Both are keyed hashes (HMAC-SHA256 under a deployment secret), so
+// the raw attributes are never stored and tokens cannot be guessed or forged
+// without the key. Both are pure functions of the event and the key: replaying
+// the log gives the same devices.
+package fingerprint
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"hash"
+	"strings"
+
+	"github.com/moat-dev/moat/schemas"
+)
+
+// MinKeyLen is the shortest accepted key.
+const MinKeyLen = 32
+
+// Hasher computes fingerprints and tokens under one key. It is safe for
+// concurrent use.
+type Hasher struct {
+	key []byte
+}
+
+// New returns a Hasher for key. The key must stay the same for the life of
+// a deployment: changing it changes every fingerprint and device token.
+func New(key []byte) (*Hasher, error) {
+	if len(key) < MinKeyLen {
+		return nil, errors.New("fingerprint: key must be at least 32 bytes")
+	}
+	return &Hasher{key: append([]byte(nil), key...)}, nil
+}
+
+// Attributes are the stable request attributes a fingerprint is made of.
+// Versions are left out on purpose: browsers and operating systems update
+// themselves every few weeks, and a device must not become "new" each time.
+type Attributes struct {
+	ClientID     string
+	Browser      string
+	OS           string
+	Platform     string
+	DeviceFamily string
+	DeviceBrand  string
+	DeviceModel  string
+	DeviceType   string
+	Language     string
+}
+
+// AttributesOf picks the fingerprint attributes from an event and its
+// parsed user agent. With a client id (the Castle __cid cookie or
+// X-Castle-Client-Id header, set once per browser) the client id alone
+// identifies the device; otherwise the browser, OS, hardware and primary
+// language do.
+func AttributesOf(ev *schemas.Event, ua schemas.UserAgent) Attributes {
+	if id := ev.Context.ClientID; id != "" {
+		return Attributes{ClientID: id}
+	}
+	if id, ok := ev.Context.Header("x-castle-client-id"); ok && id != "" && id != "true" {
+		return Attributes{ClientID: id}
+	}
+	lang, _ := ev.Context.Header("accept-language")
+	return Attributes{
+		Browser:      ua.Browser,
+		OS:           ua.OS,
+		Platform:     ua.Platform,
+		DeviceFamily: ua.DeviceFamily,
+		DeviceBrand:  ua.DeviceBrand,
+		DeviceModel:  ua.DeviceModel,
+		DeviceType:   ua.DeviceType,
+		Language:     primaryLanguage(lang),
+	}
+}
+
+// Empty reports whether there is nothing to fingerprint.
+func (a Attributes) Empty() bool { return a == Attributes{} }
+
+// primaryLanguage returns the first language tag of an Accept-Language
+// header, lower-cased: "en-US,en;q=0.9" is "en-us".
+func primaryLanguage(h string) string {
+	if h == "" || h == "true" {
+		return ""
+	}
+	first, _, _ := strings.Cut(h, ",")
+	first, _, _ = strings.Cut(first, ";")
+	return strings.ToLower(strings.TrimSpace(first))
+}
+
+// Fingerprint returns the hex fingerprint (128 bits) of attrs within app.
+// Empty attributes give an empty fingerprint.
+func (h *Hasher) Fingerprint(appID string, a Attributes) string {
+	if a.Empty() {
+		return ""
+	}
+	m := h.mac()
+	write(m, "fp.v1", appID, a.ClientID, a.Browser, a.OS, a.Platform, a.DeviceFamily, a.DeviceBrand, a.DeviceModel, a.DeviceType, a.Language)
+	return hex.EncodeToString(m.Sum(nil)[:16])
+}
+
+// Token returns the device token for a fingerprint: bound to app, user and
+// fingerprint, 128 bits, URL-safe. An empty fingerprint gives an empty token.
+func (h *Hasher) Token(appID, userID, fingerprint string) string {
+	if fingerprint == "" {
+		return ""
+	}
+	m := h.mac()
+	write(m, "token.v1", appID, userID, fingerprint)
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+}
+
+func (h *Hasher) mac() hash.Hash { return hmac.New(sha256.New, h.key) }
+
+// write feeds length-prefixed fields, so ("ab","c") and ("a","bc") differ.
+func write(m hash.Hash, fields ...string) {
+	var n [4]byte
+	for _, f := range fields {
+		l := len(f)
+		n[0], n[1], n[2], n[3] = byte(l>>24), byte(l>>16), byte(l>>8), byte(l)
+		m.Write(n[:])
+		m.Write([]byte(f))
+	}
+}

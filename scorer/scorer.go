@@ -1,0 +1,173 @@
+// Package scorer is the scoring role: Kafka consumer workers that read the
+// event log, derive each event's device (user agent, fingerprint, device
+// token) and, as the risk engine grows, its signals and scores, and append a
+// decision to the decisions topic.
+//
+// Consume, decide and produce happen in one Kafka transaction per poll
+// (franz-go GroupTransactSession): the decisions and the consumed offsets
+// commit together, so a crash or a rebalance neither loses nor duplicates a
+// decision as seen by read-committed consumers.
+package scorer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/schemas"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Config configures a scorer worker.
+type Config struct {
+	Kafka kafka.Config
+	// TransactionalID must be unique per running scorer instance and stable
+	// across its restarts (for example "moat-scorer-" + pod name), so that
+	// a restarted instance fences its zombie predecessor.
+	TransactionalID string
+	// MaxPollRecords bounds one transaction.
+	MaxPollRecords int
+}
+
+// Validate checks the configuration.
+func (c Config) Validate() error {
+	if c.TransactionalID == "" {
+		return errors.New("scorer: transactional id is required")
+	}
+	if c.MaxPollRecords < 1 {
+		return errors.New("scorer: max poll records must be at least 1")
+	}
+	return c.Kafka.Validate()
+}
+
+// Worker consumes TopicEvents and produces TopicDecisions.
+type Worker struct {
+	cfg     Config
+	decider *Decider
+	log     *slog.Logger
+	sess    *kgo.GroupTransactSession
+}
+
+// New connects a worker to the brokers. Call Run to start it.
+func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := append(kafka.ClientOpts(cfg.Kafka, log, "moat-scorer"),
+		kgo.TransactionalID(cfg.TransactionalID),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumerGroup(schemas.GroupScorer),
+		kgo.ConsumeTopics(schemas.TopicEvents),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ProducerLinger(0),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("scorer: create kafka session: %w", err)
+	}
+	return &Worker{cfg: cfg, decider: decider, log: log.With("role", "scorer"), sess: sess}, nil
+}
+
+// Run consumes until ctx ends, then leaves the group and closes the client.
+// An open transaction is aborted on shutdown; its events are decided again
+// by whichever worker owns their partition next.
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.sess.Close()
+	for {
+		fetches := w.sess.PollRecords(ctx, w.cfg.MaxPollRecords)
+		if fetches.IsClientClosed() || ctx.Err() != nil {
+			return nil
+		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			w.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
+		})
+		if fetches.NumRecords() == 0 {
+			continue
+		}
+		if err := w.transact(ctx, fetches); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			w.log.Error("transaction failed; the batch will be decided again", "err", err)
+		}
+	}
+}
+
+func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
+	if err := w.sess.Begin(); err != nil {
+		return fmt.Errorf("scorer: begin transaction: %w", err)
+	}
+	var (
+		mu      sync.Mutex
+		prodErr error
+	)
+	promise := func(_ *kgo.Record, err error) {
+		if err != nil {
+			mu.Lock()
+			prodErr = errors.Join(prodErr, err)
+			mu.Unlock()
+		}
+	}
+	fetches.EachRecord(func(r *kgo.Record) {
+		w.sess.Produce(ctx, w.process(r), promise)
+	})
+	mu.Lock()
+	try := kgo.TransactionEndTry(prodErr == nil)
+	mu.Unlock()
+	committed, err := w.sess.End(ctx, try)
+	if err != nil {
+		return fmt.Errorf("scorer: end transaction: %w", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if prodErr != nil {
+		return fmt.Errorf("scorer: produce decisions: %w", prodErr)
+	}
+	if !committed {
+		return errors.New("scorer: transaction aborted by a rebalance")
+	}
+	return nil
+}
+
+// process turns one event record into its decision record, or into a dead
+// letter when the record cannot be decoded.
+func (w *Worker) process(r *kgo.Record) *kgo.Record {
+	var ev schemas.Event
+	if err := json.Unmarshal(r.Value, &ev); err != nil || !ev.Kind.Known() || ev.ID == "" || ev.AppID == "" {
+		reason := "unknown event kind or missing id"
+		if err != nil {
+			reason = err.Error()
+		}
+		w.log.Error("undecodable event sent to the dead-letter topic", "partition", r.Partition, "offset", r.Offset, "err", reason)
+		return deadLetter(r, reason)
+	}
+	d := w.decider.Decide(&ev)
+	b, err := json.Marshal(d)
+	if err != nil { // a decoded event always re-encodes; keep the record anyway
+		return deadLetter(r, "encode decision: "+err.Error())
+	}
+	return &kgo.Record{
+		Topic:   schemas.TopicDecisions,
+		Key:     r.Key,
+		Value:   b,
+		Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("decision.v1")}},
+	}
+}
+
+func deadLetter(r *kgo.Record, reason string) *kgo.Record {
+	return &kgo.Record{
+		Topic: schemas.TopicDeadLetter,
+		Key:   r.Key,
+		Value: r.Value,
+		Headers: append(append([]kgo.RecordHeader(nil), r.Headers...),
+			kgo.RecordHeader{Key: schemas.HeaderError, Value: []byte(reason)},
+			kgo.RecordHeader{Key: schemas.HeaderSource, Value: []byte(r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10))},
+		),
+	}
+}
