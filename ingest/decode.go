@@ -16,7 +16,7 @@ import (
 // Limits enforced by Decode.
 const (
 	// MaxJSONDepth is the deepest nesting of objects and arrays accepted in a
-	// body (Ruby's JSON.parse default, which Castle's API runs on).
+	// body (the default max_nesting of Ruby's JSON.parse).
 	MaxJSONDepth = 100
 	// MaxIDLen bounds user ids and matching_user_id, in bytes.
 	MaxIDLen = 1024
@@ -39,10 +39,14 @@ const (
 //   - "$custom" (or a legacy non-"$" event) without a name is accepted on
 //     every kind; Castle asks for a name but the SDKs do not enforce it, and
 //     rejecting it would lose the event.
-//   - user.* wins over the legacy user_id/user_traits; type wins over event.
-//     email, name, phone and registered_at are lifted from legacy
-//     user_traits only when they are valid (traits are free-form, so a bad
-//     value there is kept in Traits, never rejected).
+//   - Member names are case-sensitive ("Type" is an unknown field).
+//   - user.* wins over the legacy user_id/user_traits (and the older
+//     top-level traits); type wins over event. email, name, phone and
+//     registered_at are lifted from legacy user_traits only when they are
+//     valid (traits are free-form, so a bad value there is kept in Traits,
+//     never rejected). Phones, like ids, may be numbers.
+//   - client_id "", "?", "_", "false", "null", "undefined" and non-strings
+//     mean no client id.
 //   - request_token is validated (printable ASCII, at most 8 KiB, surrounding
 //     whitespace trimmed) wherever it is sent; on risk/filter with
 //     skip_request_token_validation an invalid token is dropped instead.
@@ -447,7 +451,7 @@ func (d *decoder) requestToken() error {
 		if d.skipTokenValidation() {
 			return nil
 		}
-		return ErrInvalidRequestToken
+		return InvalidRequestToken(ErrInvalidRequestToken.Message)
 	}
 	d.ev.Context.RequestToken = tok
 	return nil
@@ -610,7 +614,7 @@ func (d *decoder) required() error {
 		return InvalidParameters("user.id is missing")
 	}
 	if ev.Context.RequestToken == "" && !ev.Options.SkipRequestTokenValidation {
-		return ErrRequestTokenMissing
+		return InvalidRequestToken(ErrRequestTokenMissing.Message)
 	}
 	if !ev.Options.SkipContextValidation {
 		if !d.hasContext {

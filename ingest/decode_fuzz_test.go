@@ -1,6 +1,7 @@
 package ingest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -35,6 +36,9 @@ func FuzzDecode(f *testing.F) {
 		f.Add(kindIndex(tc.Kind), []byte(tc.Body), tc.Header["X-Castle-Headers"])
 	}
 	f.Add(kindIndex(schemas.KindRisk), benchLoginBody, `{"Accept":"*/*"}`)
+	// Scanner edge cases: escaped quotes, backslash runs, escaped keys.
+	f.Add(kindIndex(schemas.KindLog), []byte(`{"type":"a\"b\\","properties":{"k\\":"\\\"}","x":[{"]":"["}]},"\u0074ype":"t"}`), "")
+	f.Add(kindIndex(schemas.KindTrack), []byte(`{ "event" : "x" , "context" : { "headers" : [ [ "a" , "b" ] , [ ] ] } }`), `[["User-Agent","x"]]`)
 
 	f.Fuzz(func(t *testing.T, k uint8, body []byte, xHeaders string) {
 		kind := fuzzKinds[int(k)%len(fuzzKinds)]
@@ -74,6 +78,25 @@ func FuzzDecode(f *testing.F) {
 		var back schemas.Event
 		if err := json.Unmarshal(out, &back); err != nil {
 			t.Fatalf("event does not decode back: %v", err)
+		}
+
+		// Cross-check the raw scanner against encoding/json, which also
+		// matches keys exactly in a map and keeps the last duplicate.
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(body, &m); err != nil {
+			t.Fatalf("Decode accepted what encoding/json rejects: %v", err)
+		}
+		var typ string
+		if json.Unmarshal(m["type"], &typ) == nil && typ != "" && ev.Type != typ {
+			t.Fatalf("Type = %q, encoding/json reads %q", ev.Type, typ)
+		}
+		if p := m["properties"]; len(p) > 0 && string(p) != "null" && utf8.Valid(p) {
+			var want, got bytes.Buffer
+			_ = json.Compact(&want, p)
+			_ = json.Compact(&got, ev.Properties)
+			if !bytes.Equal(want.Bytes(), got.Bytes()) {
+				t.Fatalf("Properties = %s, encoding/json reads %s", got.Bytes(), want.Bytes())
+			}
 		}
 	})
 }

@@ -797,7 +797,7 @@ func TestAPIError(t *testing.T) {
 }
 
 // benchLoginBody is a typical ~1.5 KB $login risk call (ruby/node shape).
-var benchLoginBody = []byte(`{"type":"$login","status":"$succeeded","request_token":"` + strings.Repeat("eyJhbGciOiJIUzI1NiJ9", 12) + `",` +
+var benchLoginBody = []byte(`{"type":"$login","status":"$succeeded","request_token":"` + strings.Repeat("eyJhbGciOiJIUzI1NiJ9", 8) + `",` +
 	`"user":{"id":"8d3c7f0e-3b1a-4c4e-9f57-2a0c6f8e1d42","email":"johan.andersson@example.com","phone":"+46701234567","name":"Johan Andersson",` +
 	`"registered_at":"2024-01-01T00:00:00.000Z","traits":{"plan":"pro","seats":5,"verified":true}},` +
 	`"properties":{"remember_me":true,"login_method":"password","attempt":1},` +
@@ -806,9 +806,9 @@ var benchLoginBody = []byte(`{"type":"$login","status":"$succeeded","request_tok
 	`"Accept-Encoding":"gzip, deflate, br","Accept-Language":"en-US,en;q=0.9,sv;q=0.8","Cache-Control":"max-age=0",` +
 	`"Connection":"keep-alive","Content-Length":"512","Content-Type":"application/x-www-form-urlencoded","Cookie":true,"Authorization":true,` +
 	`"Host":"app.example.com","Origin":"https://app.example.com","Referer":"https://app.example.com/login",` +
-	`"Sec-Fetch-Dest":"document","Sec-Fetch-Mode":"navigate","Sec-Fetch-Site":"same-origin","Sec-Fetch-User":"?1",` +
+	`"Sec-Fetch-Mode":"navigate","Sec-Fetch-Site":"same-origin",` +
 	`"Upgrade-Insecure-Requests":"1","User-Agent":"` + sdkUA + `","Remote-Addr":"37.46.187.90","X-Forwarded-For":"37.46.187.90, 10.0.0.2"},` +
-	`"library":{"name":"castle-rb","version":"8.1.0"},"user_agent":"` + sdkUA + `"},` +
+	`"library":{"name":"castle-rb","version":"8.1.0"}},` +
 	`"session":{"id":"sess_01HZX3"},"authentication_method":{"type":"$password"},` +
 	`"timestamp":"2026-11-22T02:23:15.915Z","sent_at":"2026-11-22T02:23:15.917Z"}`)
 

@@ -10,6 +10,7 @@ package ingest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -62,7 +63,14 @@ func NewProducer(cfg Config, log *slog.Logger) (*Producer, error) {
 	return &Producer{cl: cl, timeout: cfg.ProduceTimeout}, nil
 }
 
-// Append writes one event and waits for the broker's acknowledgement.
+// ErrNotAcknowledged is returned when the broker did not acknowledge an
+// event within the produce timeout. The record may still be written later
+// (an idempotent producer cannot take back a request it sent), so a client
+// retry after a 503 can, rarely, store the event twice under two ids.
+var ErrNotAcknowledged = errors.New("ingest: event not acknowledged in time")
+
+// Append writes one event and waits for the broker's acknowledgement, at
+// most the produce timeout.
 func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
 	b, err := json.Marshal(ev)
 	if err != nil {
@@ -76,10 +84,19 @@ func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
 		Value:   b,
 		Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("event.v1")}},
 	}
-	if err := p.cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
-		return fmt.Errorf("ingest: append event %s: %w", ev.ID, err)
+	done := make(chan error, 1)
+	p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("ingest: append event %s: %w", ev.ID, err)
+		}
+		return nil
+	case <-ctx.Done():
+		// The record is in flight and cannot be failed safely; answer
+		// anyway so the caller's own timeout and failover apply.
+		return fmt.Errorf("ingest: append event %s: %w", ev.ID, ErrNotAcknowledged)
 	}
-	return nil
 }
 
 // Ping checks that a broker answers.

@@ -23,8 +23,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -131,6 +131,10 @@ func isExecutable(p string) bool {
 // Start prepares cfg.Dir and starts the server, returning once the native
 // port answers a ping (at most StartTimeout, or until ctx is done). If the
 // process exits before that, the error includes the tail of its logs.
+//
+// The process gets SIGKILL when the OS thread that started it exits, which
+// in Go means when the program exits: do not call Start from a goroutine
+// that has locked its OS thread (runtime.LockOSThread) and then ends.
 func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Dir == "" {
 		return nil, errors.New("chserver: Config.Dir is required")
@@ -161,14 +165,8 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	want := cfg
 	for attempt := 1; ; attempt++ {
 		cfg.TCPPort, cfg.HTTPPort, cfg.InterserverPort = want.TCPPort, want.HTTPPort, want.InterserverPort
-		for _, p := range []*int{&cfg.TCPPort, &cfg.HTTPPort, &cfg.InterserverPort} {
-			if *p == 0 {
-				port, err := freePort(cfg.Host)
-				if err != nil {
-					return nil, err
-				}
-				*p = port
-			}
+		if err := pickPorts(cfg.Host, &cfg.TCPPort, &cfg.HTTPPort, &cfg.InterserverPort); err != nil {
+			return nil, err
 		}
 		s.cfg = cfg
 		err := s.Start(ctx)
@@ -176,13 +174,30 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return s, nil
 		}
 		var ee *earlyExitError
-		autoPorts := want.TCPPort == 0 || want.HTTPPort == 0 || want.InterserverPort == 0
-		if attempt < 3 && autoPorts && errors.As(err, &ee) && strings.Contains(ee.tail, "Address already in use") && ctx.Err() == nil {
+		if attempt < 3 && ctx.Err() == nil && errors.As(err, &ee) && pickedPortTaken(ee.tail, want) {
 			s.log.Warn("clickhouse port taken before it could bind, picking others", "attempt", attempt)
 			continue
 		}
 		return nil, err
 	}
+}
+
+var addrInUse = regexp.MustCompile(`Address already in use: \S*:(\d+)`)
+
+// pickedPortTaken reports whether a log tail says a port could not be bound
+// and that port is not one the caller asked for (so Start picked it).
+func pickedPortTaken(tail string, want Config) bool {
+	m := addrInUse.FindAllStringSubmatch(tail, -1)
+	if len(m) == 0 {
+		return false
+	}
+	for _, sub := range m {
+		port, _ := strconv.Atoi(sub[1])
+		if port == want.TCPPort || port == want.HTTPPort || port == want.InterserverPort {
+			return false
+		}
+	}
+	return true
 }
 
 // earlyExitError reports a server that exited before it answered a ping.
@@ -455,12 +470,25 @@ func tail(path string, since, n int64) []byte {
 	return b
 }
 
-// freePort asks the kernel for a free TCP port on host.
-func freePort(host string) (int, error) {
-	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("chserver: pick a free port on %s: %w", host, err)
+// pickPorts sets every zero port to a distinct free TCP port on host.
+// The listeners stay open until all are picked, so no port is chosen twice.
+func pickPorts(host string, ports ...*int) error {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for _, p := range ports {
+		if *p != 0 {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return fmt.Errorf("chserver: pick a free port on %s: %w", host, err)
+		}
+		ls = append(ls, l)
+		*p = l.Addr().(*net.TCPAddr).Port
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return nil
 }

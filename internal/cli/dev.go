@@ -178,7 +178,8 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 
 	e := httpapi.New(httpapi.Config{BodyLimit: o.hf.bodyLimit}, log)
 	healthRoutes(e, probe{"kafka", prod.Ping}, probe{"clickhouse", conn.Ping})
-	authed := e.Group("", httpapi.Authenticate(reg))
+	e.Use(httpapi.Authenticate(reg))
+	authed := e.Group("")
 	ingest.NewHandler(prod, log).Routes(authed)
 	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, log).Routes(authed)
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -90,19 +91,27 @@ func (k *kafkaFlags) register(fs *flag.FlagSet) {
 
 func (k *kafkaFlags) registerTopics(fs *flag.FlagSet) {
 	k.cfg = kafka.DefaultConfig()
-	fs.Func("kafka-partitions", "partitions of topics Moat creates (bounds scorer and projector parallelism)", func(s string) error {
-		var n int32
-		_, err := fmt.Sscan(s, &n)
-		k.cfg.Partitions = n
-		return err
-	})
+	fs.Var((*int32Value)(&k.cfg.Partitions), "kafka-partitions", "partitions of topics Moat creates (bounds scorer and projector parallelism)")
 	fs.DurationVar(&k.cfg.Retention, "kafka-retention", k.cfg.Retention, "retention of topics Moat creates")
-	fs.Func("kafka-replication", "replication factor of topics Moat creates (-1: broker default)", func(s string) error {
-		var n int16
-		_, err := fmt.Sscan(s, &n)
-		k.cfg.ReplicationFactor = n
-		return err
-	})
+	fs.Var((*int16Value)(&k.cfg.ReplicationFactor), "kafka-replication", "replication factor of topics Moat creates (-1: broker default)")
+}
+
+type int32Value int32
+
+func (v *int32Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *int32Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 32)
+	*v = int32Value(n)
+	return err
+}
+
+type int16Value int16
+
+func (v *int16Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *int16Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 10, 16)
+	*v = int16Value(n)
+	return err
 }
 
 func (k *kafkaFlags) config() kafka.Config {

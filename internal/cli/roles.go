@@ -166,7 +166,8 @@ func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
 		defer prod.Close()
 		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit}, log)
 		healthRoutes(e, probe{"kafka", prod.Ping})
-		ingest.NewHandler(prod, log).Routes(e.Group("", httpapi.Authenticate(reg)))
+		e.Use(httpapi.Authenticate(reg))
+		ingest.NewHandler(prod, log).Routes(e.Group(""))
 		ln, err := listen(hf.addr)
 		if err != nil {
 			return err
@@ -361,7 +362,8 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 		defer conn.Close()
 		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit}, log)
 		healthRoutes(e, probe{"clickhouse", conn.Ping})
-		api.NewHandler(api.NewStore(conn, cf.database), hasher, log).Routes(e.Group("", httpapi.Authenticate(reg)))
+		e.Use(httpapi.Authenticate(reg))
+		api.NewHandler(api.NewStore(conn, cf.database), hasher, log).Routes(e.Group(""))
 		ln, err := listen(hf.addr)
 		if err != nil {
 			return err

@@ -158,11 +158,21 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 
 const appKey = "moat.app"
 
+// Public lists the paths served without authentication: health and
+// readiness probes, which carry no tenant data.
+var Public = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true}
+
 // Authenticate checks Castle's scheme: HTTP Basic with any (normally empty)
-// user name and the app's API secret as the password.
+// user name and the app's API secret as the password. Install it with
+// e.Use, so that it runs after routing for every route, unknown ones
+// included (a client without a valid secret learns nothing, not even which
+// routes exist); only the Public paths skip it.
 func Authenticate(reg *apps.Registry) echo.MiddlewareFunc {
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
+			if Public[c.Path()] && c.Request().Method == http.MethodGet {
+				return next(c)
+			}
 			secret, ok := basicPassword(c.Request().Header.Get("Authorization"))
 			if !ok {
 				return &Error{Status: http.StatusUnauthorized, Type: "unauthorized", Message: "Missing API secret: use HTTP Basic auth with the API secret as the password"}

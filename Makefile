@@ -1,0 +1,55 @@
+# Moat: run `make help` for the targets.
+SHELL := /bin/bash
+GO ?= go
+PKGS := ./...
+FUZZTIME ?= 20s
+TEST_TIMEOUT ?= 15m
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
+
+.PHONY: deps
+deps: ## install what Moat needs on this machine (ClickHouse server, Go modules)
+	@scripts/install-clickhouse.sh
+	@$(GO) mod download
+
+.PHONY: build
+build: ## build bin/moat
+	$(GO) build -o bin/moat ./cmd/moat
+
+.PHONY: run
+run: deps build ## run every role in one process (embedded Kafka, local ClickHouse) on 127.0.0.1:8080
+	bin/moat dev
+
+.PHONY: fmt-check
+fmt-check: ## fail if gofmt would change a file
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+.PHONY: test
+test: deps fmt-check vet ## run the whole test suite, integration tests included (real kfake and ClickHouse)
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) $(PKGS)
+
+.PHONY: test-race
+test-race: deps ## the test suite under the race detector
+	$(GO) test -race -count=1 -timeout 30m $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## fuzz the request decoder for FUZZTIME
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=$(FUZZTIME) ./ingest/
+
+.PHONY: bench
+bench: deps build ## Go benchmarks, then the load harness against a dev stack
+	$(GO) test -run='^$$' -bench=. -benchmem -count=1 $(PKGS)
+	scripts/bench.sh
+
+.PHONY: clean
+clean: ## remove build output and the dev data dir
+	rm -rf bin .moat

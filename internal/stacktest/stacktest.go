@@ -1,0 +1,291 @@
+// Package stacktest runs Moat's pipeline inside a test: a kfake broker over
+// TCP, the ingest HTTP API on an httptest server, the scorer and projector
+// workers, and a fresh database on the test's real ClickHouse (chtest).
+// Nothing is mocked. Import it only from _test.go files; the package's
+// TestMain must call chtest.Main.
+package stacktest
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/moat-dev/moat/api"
+	"github.com/moat-dev/moat/ingest"
+	"github.com/moat-dev/moat/internal/apps"
+	"github.com/moat-dev/moat/internal/chtest"
+	"github.com/moat-dev/moat/internal/httpapi"
+	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/useragent"
+	"github.com/moat-dev/moat/projector"
+	"github.com/moat-dev/moat/schemas"
+	"github.com/moat-dev/moat/scorer"
+	"github.com/moat-dev/moat/scorer/fingerprint"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Apps are the tenants every stack serves.
+var Apps = []apps.App{
+	{ID: "app-a", Name: "App A", Secret: "secret-a-0123456789abcdef0123456", Test: true},
+	{ID: "app-b", Name: "App B", Secret: "secret-b-0123456789abcdef0123456"},
+}
+
+// DeviceKey is the fingerprint key of every stack.
+var DeviceKey = []byte("stacktest-device-key-0123456789abcdef")
+
+// Options tune a stack.
+type Options struct {
+	// ProduceTimeout of ingest (default 2 s).
+	ProduceTimeout time.Duration
+	// NoWorkers leaves the scorer and projector stopped.
+	NoWorkers bool
+}
+
+// Stack is one running pipeline.
+type Stack struct {
+	t       testing.TB
+	Cluster *kfake.Cluster
+	Kafka   kafka.Config
+	Conn    driver.Conn
+	DB      string
+	URL     string
+	Log     *slog.Logger
+	Hasher  *fingerprint.Hasher
+	Decider *scorer.Decider
+	Admin   *kadm.Client
+
+	mu      sync.Mutex
+	workers map[string]*worker
+}
+
+type worker struct {
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// New starts a stack; everything stops when the test ends.
+func New(t testing.TB, o Options) *Stack {
+	t.Helper()
+	if o.ProduceTimeout == 0 {
+		o.ProduceTimeout = 2 * time.Second
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	conn, db := chtest.NewDatabase(t)
+	c, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatalf("stacktest: start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = c.ListenAddrs()
+	kcfg.Partitions = 3
+	s := &Stack{t: t, Cluster: c, Kafka: kcfg, Conn: conn, DB: db, Log: log, workers: map[string]*worker{}}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(kcfg.Brokers...))
+	if err != nil {
+		t.Fatalf("stacktest: admin client: %v", err)
+	}
+	t.Cleanup(cl.Close)
+	s.Admin = kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := kafka.EnsureTopics(ctx, cl, kcfg, schemas.AllTopics()...); err != nil {
+		t.Fatalf("stacktest: %v", err)
+	}
+
+	reg, err := apps.New(Apps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Hasher, err = fingerprint.New(DeviceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ua, err := useragent.New(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Decider = scorer.NewDecider(ua, s.Hasher)
+
+	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.ProduceTimeout, Linger: time.Millisecond}, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := httpapi.New(httpapi.Config{BodyLimit: 1 << 20}, log)
+	e.Use(httpapi.Authenticate(reg))
+	authed := e.Group("")
+	ingest.NewHandler(prod, log).Routes(authed)
+	api.NewHandler(api.NewStore(conn, db), s.Hasher, log).Routes(authed)
+	srv := httptest.NewServer(e)
+	s.URL = srv.URL
+	t.Cleanup(func() { srv.Close(); prod.Close() })
+
+	if !o.NoWorkers {
+		s.StartScorer()
+		s.StartProjector()
+	}
+	return s
+}
+
+func (s *Stack) start(name string, run func(ctx context.Context) error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.workers[name]; ok {
+		s.t.Fatalf("stacktest: %s already running", name)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	w := &worker{cancel: cancel, done: make(chan error, 1)}
+	s.workers[name] = w
+	go func() { w.done <- run(ctx) }()
+	s.t.Cleanup(func() { s.stop(name) })
+}
+
+func (s *Stack) stop(name string) {
+	s.mu.Lock()
+	w, ok := s.workers[name]
+	delete(s.workers, name)
+	s.mu.Unlock()
+	if !ok {
+		return
+	}
+	w.cancel()
+	select {
+	case err := <-w.done:
+		if err != nil {
+			s.t.Errorf("stacktest: %s: %v", name, err)
+		}
+	case <-time.After(30 * time.Second):
+		s.t.Errorf("stacktest: %s did not stop within 30s", name)
+	}
+}
+
+// StartScorer starts a scorer worker.
+func (s *Stack) StartScorer() {
+	w, err := scorer.New(scorer.Config{Kafka: s.Kafka, TransactionalID: "stacktest-scorer", MaxPollRecords: 1000}, s.Decider, s.Log)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.start("scorer", w.Run)
+}
+
+// StopScorer stops the scorer and waits for it.
+func (s *Stack) StopScorer() { s.stop("scorer") }
+
+// StartProjector starts a projector worker flushing every 100 ms.
+func (s *Stack) StartProjector() {
+	w, err := projector.New(projector.Config{Kafka: s.Kafka, Database: s.DB, BatchSize: 5000, FlushInterval: 100 * time.Millisecond, InsertTimeout: 10 * time.Second}, s.Conn, s.Log)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.start("projector", w.Run)
+}
+
+// StopProjector stops the projector and waits for it.
+func (s *Stack) StopProjector() { s.stop("projector") }
+
+// Do sends a request authenticated with secret ("" for none) and returns
+// the status and body.
+func (s *Stack) Do(method, path, secret, body string, hdr ...string) (int, string) {
+	s.t.Helper()
+	req, err := http.NewRequest(method, s.URL+path, strings.NewReader(body))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if secret != "" {
+		req.SetBasicAuth("", secret)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("stacktest: %s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// Post is Do with POST.
+func (s *Stack) Post(path, secret, body string) (int, string) {
+	s.t.Helper()
+	return s.Do(http.MethodPost, path, secret, body)
+}
+
+// Count runs a count query and returns its result.
+func (s *Stack) Count(query string, args ...any) uint64 {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var n uint64
+	if err := s.Conn.QueryRow(ctx, query, args...).Scan(&n); err != nil {
+		s.t.Fatalf("stacktest: %s: %v", query, err)
+	}
+	return n
+}
+
+// Events counts the app's rows in events as a query sees them (FINAL).
+func (s *Stack) Events(appID string) uint64 {
+	return s.Count("SELECT count() FROM events FINAL WHERE app_id = ?", appID)
+}
+
+// WaitEvents waits until the app has want rows in events (FINAL) and
+// fails the test if it does not happen within timeout, or if more appear.
+func (s *Stack) WaitEvents(appID string, want uint64, timeout time.Duration) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := s.Events(appID)
+		if n == want {
+			return
+		}
+		if n > want {
+			s.t.Fatalf("stacktest: %d events for %s, want %d", n, appID, want)
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("stacktest: %d events for %s after %v, want %d", n, appID, timeout, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// Records returns how many records topic holds (sum of end offsets).
+func (s *Stack) Records(topic string) int64 {
+	s.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ends, err := s.Admin.ListEndOffsets(ctx, topic)
+	if err != nil {
+		s.t.Fatalf("stacktest: end offsets of %s: %v", topic, err)
+	}
+	var n int64
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			s.t.Fatalf("stacktest: end offset of %s/%d: %v", topic, o.Partition, o.Err)
+		}
+		n += o.Offset
+	})
+	return n
+}
+
+// Secret returns the API secret of an app in Apps.
+func Secret(appID string) string {
+	for _, a := range Apps {
+		if a.ID == appID {
+			return a.Secret
+		}
+	}
+	panic(fmt.Sprintf("stacktest: no app %q", appID))
+}
