@@ -358,3 +358,20 @@ func percentile(ds []time.Duration, p float64) time.Duration {
 	i := int(float64(len(s)-1) * p / 100)
 	return s[i]
 }
+
+func webhook(id, url string) apps.Webhook {
+	return apps.Webhook{ID: id, URL: url, AllowPrivate: true}
+}
+
+func kgoRecord(topic, value string) *kgo.Record {
+	return &kgo.Record{Topic: topic, Value: []byte(value)}
+}
+
+func headerValue(r *kgo.Record, key string) string {
+	for _, h := range r.Headers {
+		if h.Key == key {
+			return string(h.Value)
+		}
+	}
+	return ""
+}

@@ -2,6 +2,7 @@ package webhooker
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -48,7 +49,10 @@ func TestPostClassifies(t *testing.T) {
 		{"302 not followed", func(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, other.srv.URL, http.StatusFound)
 		}, 302, false, false, 0, "redirects are not followed"},
-		{"timeout", func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }, 0, false, true, 0, "timeout"},
+		{"timeout", func(w http.ResponseWriter, r *http.Request) {
+			io.Copy(io.Discard, r.Body) // lets the server notice the client hanging up
+			<-r.Context().Done()
+		}, 0, false, true, 0, "timeout"},
 	}
 	n := notification("a", 1)
 	body, _ := Body(&n)
@@ -57,6 +61,7 @@ func TestPostClassifies(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := httptest.NewServer(tc.handler)
 			defer srv.Close()
+			defer srv.CloseClientConnections()
 			a := testApp("a", srv.URL)
 			e := newEndpoint(cfg, a, a.Webhooks[0], newClient(cfg, false), newClient(cfg, true))
 			start := time.Now()

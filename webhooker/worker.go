@@ -189,11 +189,17 @@ func (w *Worker) Run(ctx context.Context) error {
 	if !w.skipFinalCommit {
 		w.commitAll(consumers)
 	}
+	var closers sync.WaitGroup
 	for _, c := range consumers {
-		if err := c.reader.Close(); err != nil {
-			w.log.Warn("close reader", "topic", c.topic, "err", err)
-		}
+		closers.Go(func() {
+			t0 := time.Now()
+			if err := c.reader.Close(); err != nil {
+				w.log.Warn("close reader", "topic", c.topic, "err", err)
+			}
+			w.log.Debug("reader closed", "topic", c.topic, "took", time.Since(t0))
+		})
 	}
+	closers.Wait()
 	if err := w.writer.Close(); err != nil {
 		w.log.Warn("close writer", "err", err)
 	}
