@@ -63,20 +63,28 @@ func NewProducer(cfg Config, log *slog.Logger) (*Producer, error) {
 	return &Producer{cl: cl, timeout: cfg.ProduceTimeout}, nil
 }
 
-// ErrNotAcknowledged is returned when the broker did not acknowledge an
-// event within the produce timeout. The record may still be written later
-// (an idempotent producer cannot take back a request it sent), so a client
-// retry after a 503 can, rarely, store the event twice under two ids.
+// ErrNotAcknowledged is returned when the broker's answer about an event
+// is still unknown long after the produce timeout (the record was sent and
+// the broker went silent). Only then may a 503 hide a record that is
+// written later; every other 503 means the event was not written.
 var ErrNotAcknowledged = errors.New("ingest: event not acknowledged in time")
 
-// Append writes one event and waits for the broker's acknowledgement, at
-// most the produce timeout.
+// ambiguityGrace is how long Append keeps waiting, past the produce
+// timeout, for the broker's verdict on a record that was already sent.
+const ambiguityGrace = 15 * time.Second
+
+// Append writes one event and waits for the broker's verdict. Records not
+// yet sent when the produce timeout passes are failed at once (the answer
+// is then a clean "not written"); a record already sent cannot be taken
+// back by an idempotent producer, so Append waits for the broker's answer
+// to it, at most ambiguityGrace longer. This keeps 503 meaning "not
+// written", so a client retry does not store the event twice.
 func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
 	b, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("ingest: encode event: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
 	defer cancel()
 	rec := &kgo.Record{
 		Topic:   schemas.TopicEvents,
@@ -85,16 +93,16 @@ func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
 		Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("event.v1")}},
 	}
 	done := make(chan error, 1)
-	p.cl.Produce(ctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	p.cl.Produce(pctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	hard := time.NewTimer(p.timeout + ambiguityGrace)
+	defer hard.Stop()
 	select {
 	case err := <-done:
 		if err != nil {
 			return fmt.Errorf("ingest: append event %s: %w", ev.ID, err)
 		}
 		return nil
-	case <-ctx.Done():
-		// The record is in flight and cannot be failed safely; answer
-		// anyway so the caller's own timeout and failover apply.
+	case <-hard.C:
 		return fmt.Errorf("ingest: append event %s: %w", ev.ID, ErrNotAcknowledged)
 	}
 }

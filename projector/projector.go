@@ -69,7 +69,7 @@ func New(cfg Config, conn driver.Conn, log *slog.Logger) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := append(kafka.ClientOpts(cfg.Kafka, log, "moat-projector"),
+	opts := append(append(kafka.ClientOpts(cfg.Kafka, log, "moat-projector"), kafka.GroupOpts()...),
 		kgo.ConsumerGroup(schemas.GroupProjector),
 		kgo.ConsumeTopics(schemas.TopicDecisions),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),

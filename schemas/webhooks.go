@@ -31,8 +31,8 @@ const GroupWebhookerRetry = "moat-webhooker-retry"
 const (
 	// HeaderDueAt is the time (Unix milliseconds) a retry record is due.
 	HeaderDueAt = "moat-due-at"
-	// HeaderAttempt is the number of attempts made so far.
-	HeaderAttempt = "moat-attempt"
+	// HeaderAttempts is the number of attempts made so far.
+	HeaderAttempts = "moat-attempts"
 )
 
 // WebhookDeliveryVersion is the version of WebhookDelivery written by this

@@ -17,7 +17,9 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -58,8 +60,23 @@ func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := append(kafka.ClientOpts(cfg.Kafka, log, "moat-scorer"),
+	w := &Worker{cfg: cfg, decider: decider, log: log.With("role", "scorer")}
+	sess, err := w.newSession()
+	if err != nil {
+		return nil, err
+	}
+	w.sess = sess
+	return w, nil
+}
+
+func (w *Worker) newSession() (*kgo.GroupTransactSession, error) {
+	cfg := w.cfg
+	opts := append(append(kafka.ClientOpts(cfg.Kafka, w.log, "moat-scorer"), kafka.GroupOpts()...),
 		kgo.TransactionalID(cfg.TransactionalID),
+		// A transaction holds one poll (well under a second); a short
+		// timeout lets a crashed instance's open transaction be aborted
+		// quickly so its partitions move on.
+		kgo.TransactionTimeout(10*time.Second),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.ConsumerGroup(schemas.GroupScorer),
 		kgo.ConsumeTopics(schemas.TopicEvents),
@@ -71,14 +88,14 @@ func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scorer: create kafka session: %w", err)
 	}
-	return &Worker{cfg: cfg, decider: decider, log: log.With("role", "scorer"), sess: sess}, nil
+	return sess, nil
 }
 
 // Run consumes until ctx ends, then leaves the group and closes the client.
 // An open transaction is aborted on shutdown; its events are decided again
 // by whichever worker owns their partition next.
 func (w *Worker) Run(ctx context.Context) error {
-	defer w.sess.Close()
+	defer func() { w.sess.Close() }()
 	for {
 		fetches := w.sess.PollRecords(ctx, w.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -95,8 +112,30 @@ func (w *Worker) Run(ctx context.Context) error {
 				return nil
 			}
 			w.log.Error("transaction failed; the batch will be decided again", "err", err)
+			if err := w.restart(ctx); err != nil {
+				return nil // ctx ended while reconnecting
+			}
 		}
 	}
+}
+
+// restart replaces the session after a failed transaction. The state of
+// the old transaction is unknown (the broker may have gone away mid-commit),
+// so the old client is dropped; the new one fences it with the same
+// transactional id, the coordinator aborts whatever it left open, and the
+// group resumes from the last committed offsets.
+func (w *Worker) restart(ctx context.Context) error {
+	w.sess.Close()
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
+	return backoff.Retry(func() error {
+		sess, err := w.newSession()
+		if err != nil {
+			w.log.Warn("reconnect failed", "err", err)
+			return err
+		}
+		w.sess = sess
+		return nil
+	}, b)
 }
 
 func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {

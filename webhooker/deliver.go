@@ -202,12 +202,15 @@ func (w *Worker) conclude(ctx context.Context, e *endpoint, d *schemas.WebhookDe
 		log.Warn("retry not scheduled; the delivery will be repeated after a restart", "err", err)
 		return
 	}
+	dueIn := d.DueAt.Sub(w.now()).Round(time.Millisecond)
 	if outcome == OutcomeDeferred {
+		// A sick endpoint defers every delivery: keep this quiet.
 		w.stats.deferred.Add(1)
+		log.Debug("delivery deferred", "reason", d.LastError, "due_in", dueIn)
 	} else {
 		w.stats.retried.Add(1)
+		log.Info("delivery failed; retry scheduled", "status", r.status, "err", d.LastError, "due_in", dueIn)
 	}
-	log.Info("delivery failed; retry scheduled", "outcome", outcome, "status", r.status, "err", d.LastError, "due_in", d.DueAt.Sub(w.now()).Round(time.Millisecond))
 	settle()
 }
 
@@ -274,7 +277,7 @@ func deliveryMessage(topic string, d *schemas.WebhookDelivery) (kafkago.Message,
 		Headers: []kafkago.Header{
 			{Key: schemas.HeaderSchema, Value: []byte(schemas.WebhookDeliverySchema)},
 			{Key: schemas.HeaderDueAt, Value: []byte(strconv.FormatInt(d.DueAt.UnixMilli(), 10))},
-			{Key: schemas.HeaderAttempt, Value: []byte(strconv.Itoa(d.Attempts))},
+			{Key: schemas.HeaderAttempts, Value: []byte(strconv.Itoa(d.Attempts))},
 		},
 	}, nil
 }

@@ -44,6 +44,9 @@ func (t *tracker) acquire(ctx context.Context) error {
 	}
 }
 
+// release gives back a slot taken by acquire that add never used.
+func (t *tracker) release() { <-t.slots }
+
 // add tracks m, for which n deliveries were started, and returns the
 // function each of them calls once settled. A record with n == 0 is settled
 // at once. Every add needs an acquire first. A record at or below an offset

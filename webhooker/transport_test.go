@@ -39,7 +39,7 @@ func TestCheckAddr(t *testing.T) {
 		{"fd12:3456::1", true, false},
 		{"224.0.0.1", true, false},
 		{"255.255.255.255", true, false},
-		{"64:ff9b::7f00:1", true, false},  // NAT64 of 127.0.0.1
+		{"64:ff9b::7f00:1", true, false},   // NAT64 of 127.0.0.1
 		{"64:ff9b::808:808", false, false}, // NAT64 of 8.8.8.8
 		{"2002:a00:1::1", true, false},     // 6to4 of 10.0.0.1
 		{"169.254.169.254", true, true},    // metadata: always

@@ -279,7 +279,7 @@ func (w *Worker) fetchLoop(ctx, work context.Context, c *consumer) {
 		}
 		m, err := c.reader.FetchMessage(ctx)
 		if err != nil {
-			<-c.track.slots
+			c.track.release()
 			if ctx.Err() != nil {
 				return
 			}

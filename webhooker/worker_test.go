@@ -3,6 +3,7 @@ package webhooker
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -374,5 +375,73 @@ func TestRouting(t *testing.T) {
 	w.stop(t)
 	if s := w.w.Stats(); s.Delivered != 3 || s.BadRecords != 1 || s.DeadLettered != 2 {
 		t.Fatalf("stats %+v", s)
+	}
+}
+
+// lockedBuffer is an io.Writer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestLogsHoldNoSecrets runs retries, a dead letter and a refused address
+// with debug logging and checks that no secret, credential or url token
+// reaches the log or the dead letters.
+func TestLogsHoldNoSecrets(t *testing.T) {
+	brokers := newCluster(t)
+	rc := newReceiver(t, endpointSecrets("a"), func(n int, r *http.Request) int {
+		if strings.Contains(r.URL.Path, "gone") {
+			return http.StatusGone
+		}
+		if n%3 == 1 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	withCreds := strings.Replace(rc.srv.URL, "http://", "http://user:urlpassword@", 1)
+	app := testApp("a", withCreds+"/hook?token=urltoken", rc.srv.URL+"/gone?token=urltoken", withCreds+"/refused?token=urltoken")
+	app.Webhooks[2].AllowPrivate = false
+	var buf lockedBuffer
+	log := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	w, err := New(testConfig(brokers), registry(t, app), nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	newProducer(t, brokers).send(t, notification("a", 1), notification("a", 2))
+	dls := deadLetters(t, brokers, 4) // 2 gone, 2 refused
+	eventually(t, 10*time.Second, "deliveries", func() bool { return w.Stats().Delivered == 2 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	var all strings.Builder
+	all.WriteString(buf.String())
+	for _, d := range dls {
+		b, _ := json.Marshal(d)
+		all.Write(b)
+	}
+	out := all.String()
+	for _, s := range append(endpointSecrets("a"), app.Secret, "urlpassword", "urltoken") {
+		if strings.Contains(out, s) {
+			t.Errorf("%q leaked into the log or the dead letters", s)
+		}
+	}
+	if !strings.Contains(out, "retry scheduled") || !strings.Contains(out, "refused") {
+		t.Fatalf("log does not show the attempts:\n%s", out)
 	}
 }

@@ -34,6 +34,7 @@ func Commands() []Command {
 		{"scorer", "run the scorer role (events -> decisions)", scorerCommand},
 		{"projector", "run the projector role (decisions -> ClickHouse)", projectorCommand},
 		{"webhooker", "run the webhooker role (incidents -> webhooks)", webhookerCommand},
+		{"webhooks", "webhooks replay: send dead-lettered webhook deliveries again", webhooksCommand},
 		{"migrate", "apply ClickHouse migrations and exit", migrateCommand},
 		{"broker", "run the embedded Kafka-protocol broker (kfake) on its own", brokerCommand},
 	}
@@ -83,4 +84,3 @@ func usage(w io.Writer) {
 	b.WriteString("\nEvery flag can also be set as MOAT_<FLAG_NAME>; run `moat <command> -h` for its flags.\n")
 	fmt.Fprint(w, b.String())
 }
-

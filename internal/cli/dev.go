@@ -15,11 +15,11 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/api"
+	"github.com/moat-dev/moat/ingest"
 	"github.com/moat-dev/moat/internal/apps"
 	"github.com/moat-dev/moat/internal/chserver"
 	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/httpapi"
-	"github.com/moat-dev/moat/ingest"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/moat-dev/moat/scorer/fingerprint"
@@ -171,7 +171,7 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	if err != nil {
 		return err
 	}
-	wh, err := newWebhooker(kcfg, reg, conn, o.cf.database, true, log)
+	wh, err := newWebhooker(kcfg, reg, conn, o.cf.database, log)
 	if err != nil {
 		return err
 	}

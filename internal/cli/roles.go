@@ -16,12 +16,12 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/labstack/echo/v4"
 	"github.com/moat-dev/moat/api"
+	"github.com/moat-dev/moat/ingest"
 	"github.com/moat-dev/moat/internal/apps"
 	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/internal/useragent"
-	"github.com/moat-dev/moat/ingest"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
@@ -137,9 +137,9 @@ func listen(addr string) (net.Listener, error) {
 func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
 	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
 	var (
-		lf logFlags
-		kf kafkaFlags
-		hf httpFlags
+		lf  logFlags
+		kf  kafkaFlags
+		hf  httpFlags
 		inf ingestFlags
 	)
 	lf.register(fs)

@@ -54,10 +54,10 @@ func TestEventsReachClickHouseExactlyOnce(t *testing.T) {
 	ctx := context.Background()
 	var (
 		kind, typ, status, legacy, userID, email, ip, browser, token, fp string
-		partition                                                         int32
-		offset                                                            int64
-		receivedMs                                                        uint64
-		createdMs                                                         int64
+		partition                                                        int32
+		offset                                                           int64
+		receivedMs                                                       uint64
+		createdMs                                                        int64
 	)
 	err := s.Conn.QueryRow(ctx, `SELECT kind, type, status, legacy_event, user_id, user_email, ip, ua_browser, device_token, fingerprint,
 		kafka_partition, kafka_offset, received_at_ms, created_at_ms
@@ -286,4 +286,3 @@ func TestUnknownRoutesAndLimits(t *testing.T) {
 		t.Errorf("%d records reached the log", n)
 	}
 }
-

@@ -57,6 +57,17 @@ func ClientOpts(c Config, log *slog.Logger, clientID string) []kgo.Opt {
 	}
 }
 
+// GroupOpts are the consumer-group options of the scorer and projector. A
+// short session timeout bounds how long a crashed member's partitions wait
+// before the group hands them to a live one.
+func GroupOpts() []kgo.Opt {
+	return []kgo.Opt{
+		kgo.SessionTimeout(10 * time.Second),
+		kgo.HeartbeatInterval(time.Second),
+		kgo.RebalanceTimeout(30 * time.Second),
+	}
+}
+
 // EnsureTopics creates the topics that do not exist yet, with the configured
 // partitions and retention. Existing topics are left as they are.
 func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config, topics ...string) error {

@@ -50,6 +50,9 @@ type Options struct {
 	ProduceTimeout time.Duration
 	// NoWorkers leaves the scorer and projector stopped.
 	NoWorkers bool
+	// Persist keeps the broker's log in a directory, so RestartBroker can
+	// stop it and start it again with every record.
+	Persist bool
 }
 
 // Stack is one running pipeline.
@@ -67,6 +70,8 @@ type Stack struct {
 
 	mu      sync.Mutex
 	workers map[string]*worker
+	dataDir string
+	port    int
 }
 
 type worker struct {
@@ -82,15 +87,16 @@ func New(t testing.TB, o Options) *Stack {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	conn, db := chtest.NewDatabase(t)
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatalf("stacktest: start kfake: %v", err)
+	s := &Stack{t: t, Conn: conn, DB: db, Log: log, workers: map[string]*worker{}}
+	if o.Persist {
+		s.dataDir = t.TempDir()
 	}
-	t.Cleanup(c.Close)
+	s.startBroker()
+	t.Cleanup(func() { s.Cluster.Close() })
 	kcfg := kafka.DefaultConfig()
-	kcfg.Brokers = c.ListenAddrs()
+	kcfg.Brokers = s.Cluster.ListenAddrs()
 	kcfg.Partitions = 3
-	s := &Stack{t: t, Cluster: c, Kafka: kcfg, Conn: conn, DB: db, Log: log, workers: map[string]*worker{}}
+	s.Kafka = kcfg
 
 	cl, err := kgo.NewClient(kgo.SeedBrokers(kcfg.Brokers...))
 	if err != nil {
@@ -136,6 +142,37 @@ func New(t testing.TB, o Options) *Stack {
 		s.StartProjector()
 	}
 	return s
+}
+
+func (s *Stack) startBroker() {
+	opts := []kfake.Opt{kfake.NumBrokers(1)}
+	if s.dataDir != "" {
+		opts = append(opts, kfake.DataDir(s.dataDir), kfake.SyncWrites())
+	}
+	if s.port != 0 {
+		opts = append(opts, kfake.Ports(s.port))
+	}
+	c, err := kfake.NewCluster(opts...)
+	if err != nil {
+		s.t.Fatalf("stacktest: start kfake: %v", err)
+	}
+	s.Cluster = c
+	if s.port == 0 {
+		_, port, _ := strings.Cut(c.ListenAddrs()[0], ":")
+		fmt.Sscan(port, &s.port)
+	}
+}
+
+// RestartBroker stops the broker, waits down, and starts it again on the
+// same port with its persisted log (Options.Persist is required).
+func (s *Stack) RestartBroker(down time.Duration) {
+	s.t.Helper()
+	if s.dataDir == "" {
+		s.t.Fatal("stacktest: RestartBroker needs Options.Persist")
+	}
+	s.Cluster.Close()
+	time.Sleep(down)
+	s.startBroker()
 }
 
 func (s *Stack) start(name string, run func(ctx context.Context) error) {

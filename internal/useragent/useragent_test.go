@@ -8,7 +8,7 @@ func TestParse(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []struct {
-		name, give                                            string
+		name, give                                             string
 		browser, major, platform, engine, btype, device, brand string
 	}{
 		{"chrome windows", "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
