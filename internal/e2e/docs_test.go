@@ -42,6 +42,7 @@ func TestAnalyticsQueriesRun(t *testing.T) {
 		}
 	}
 	s.WaitEvents("app-a", uint64(len(calls)), 20*time.Second)
+	s.WaitCount(10*time.Second, 3, "SELECT count() FROM devices_state WHERE app_id = 'app-a'") // u1, u2, u3
 	for i, b := range blocks {
 		q := strings.ReplaceAll(b[1], "'default'", "'app-a'")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -273,6 +273,23 @@ func (s *Stack) Count(query string, args ...any) uint64 {
 	return n
 }
 
+// WaitCount polls a count query until it returns want, and fails the test
+// if it does not within timeout.
+func (s *Stack) WaitCount(timeout time.Duration, want uint64, query string, args ...any) {
+	s.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		n := s.Count(query, args...)
+		if n == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("stacktest: %s = %d after %v, want %d", query, n, timeout, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // Events counts the app's rows in events as a query sees them (FINAL).
 func (s *Stack) Events(appID string) uint64 {
 	return s.Count("SELECT count() FROM events FINAL WHERE app_id = ?", appID)
