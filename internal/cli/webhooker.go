@@ -74,9 +74,9 @@ func webhookerCommand() (*flag.FlagSet, func(context.Context) error) {
 func webhooksCommand() (*flag.FlagSet, func(context.Context) error) {
 	fs := flag.NewFlagSet("webhooks", flag.ContinueOnError)
 	var (
-		lf   logFlags
-		kf   kafkaFlags
-		opts webhooker.ReplayOptions
+		lf    logFlags
+		kf    kafkaFlags
+		opts  webhooker.ReplayOptions
 		since time.Duration
 	)
 	lf.register(fs)

@@ -372,9 +372,11 @@ func (g *bodyGen) appendBody(dst []byte, path string, seq uint64, now time.Time,
 	} else {
 		dst = append(dst, `,"created_at":"`...)
 	}
+	n := len(dst)
 	dst = ts.AppendFormat(dst, "2006-01-02T15:04:05.000Z")
+	iso := dst[n:]
 	dst = append(dst, `","sent_at":"`...)
-	dst = ts.AppendFormat(dst, "2006-01-02T15:04:05.000Z")
+	dst = append(dst, iso...)
 	dst = append(dst, `"}`...)
 	return dst
 }
@@ -383,7 +385,7 @@ func (g *bodyGen) appendBody(dst []byte, path string, seq uint64, now time.Time,
 // escaping, but anything unusual goes through encoding/json to stay valid.
 func appendStr(dst []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plainJSON[s[i]] {
 			b, _ := json.Marshal(s)
 			return append(dst, b...)
 		}
@@ -392,3 +394,14 @@ func appendStr(dst []byte, s string) []byte {
 	dst = append(dst, s...)
 	return append(dst, '"')
 }
+
+// plainJSON marks the bytes that encoding/json writes unescaped.
+var plainJSON = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = true
+	}
+	for _, c := range `"\<>&` {
+		t[c] = false
+	}
+	return t
+}()

@@ -91,11 +91,79 @@ func parseStatusRSS(status []byte) (uint64, error) {
 	return 0, nil
 }
 
+// hostSample returns the busy and total jiffies of all CPUs from the "cpu"
+// line of /proc/stat, and the number of CPUs.
+func hostSample() (busy, total uint64, cpus int, err error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	return parseProcStat(b)
+}
+
+func parseProcStat(b []byte) (busy, total uint64, cpus int, err error) {
+	found := false
+	for line := range bytes.Lines(b) {
+		f := bytes.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		switch name := string(f[0]); {
+		case name == "cpu":
+			found = true
+			// user nice system idle iowait irq softirq steal guest guest_nice;
+			// guest time is already in user.
+			for i := 1; i < len(f) && i <= 8; i++ {
+				v, err := strconv.ParseUint(string(f[i]), 10, 64)
+				if err != nil {
+					return 0, 0, 0, fmt.Errorf("loadgen: malformed /proc/stat")
+				}
+				total += v
+				if i != 4 && i != 5 { // idle, iowait
+					busy += v
+				}
+			}
+		case len(name) > 3 && name[:3] == "cpu":
+			cpus++
+		}
+	}
+	if !found {
+		return 0, 0, 0, fmt.Errorf("loadgen: no cpu line in /proc/stat")
+	}
+	return busy, total, cpus, nil
+}
+
+// HostStats is the whole machine's CPU use during the run.
+type HostStats struct {
+	CPUs int
+	// BusyCPU is the busy time of all CPUs per second of wall time, in
+	// percent of one core (at most 100 × CPUs).
+	BusyCPU float64
+}
+
 // procWatcher samples processes every second between start and stop.
 type procWatcher struct {
 	mu    sync.Mutex
 	procs []*watched
 	wg    sync.WaitGroup
+
+	hostBusy0, hostTotal0 uint64
+	hostCPUs              int
+	hostErr               error
+	hostStop              HostStats
+}
+
+// host returns the machine's CPU use since watchProcs.
+func (w *procWatcher) host() HostStats {
+	if w.hostErr != nil || w.hostCPUs == 0 {
+		return HostStats{}
+	}
+	busy, total, _, err := hostSample()
+	if err != nil || total <= w.hostTotal0 {
+		return HostStats{CPUs: w.hostCPUs}
+	}
+	// total jiffies advance by CPUs × ticks per second of wall time.
+	return HostStats{CPUs: w.hostCPUs, BusyCPU: 100 * float64(w.hostCPUs) * float64(busy-w.hostBusy0) / float64(total-w.hostTotal0)}
 }
 
 type watched struct {
@@ -113,6 +181,7 @@ type watched struct {
 // watchProcs starts sampling; pid 0 is this process.
 func watchProcs(ctx context.Context, named []NamedPID) *procWatcher {
 	w := &procWatcher{}
+	w.hostBusy0, w.hostTotal0, w.hostCPUs, w.hostErr = hostSample()
 	for _, n := range named {
 		p := &watched{name: n.Name, pid: n.PID}
 		w.sample(p, time.Now())
@@ -158,8 +227,7 @@ func (w *procWatcher) sample(p *watched, now time.Time) {
 	p.maxRSS = max(p.maxRSS, rss)
 }
 
-// current returns the CPU % of each process since the previous call (for
-// progress lines) without disturbing the run totals.
+// snapshot returns the totals so far.
 func (w *procWatcher) snapshot() []ProcStats {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -175,9 +243,12 @@ func (w *procWatcher) stop(cancel context.CancelFunc) []ProcStats {
 	cancel()
 	w.wg.Wait()
 	now := time.Now()
+	w.mu.Lock()
 	for _, p := range w.procs {
 		w.sample(p, now)
 	}
+	w.mu.Unlock()
+	w.hostStop = w.host()
 	return w.snapshot()
 }
 

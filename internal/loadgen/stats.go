@@ -9,9 +9,9 @@ import (
 
 // Percentiles summarizes a set of durations.
 type Percentiles struct {
-	N                   int
-	P50, P95, P99, Max  time.Duration
-	Mean                time.Duration
+	N                  int
+	P50, P95, P99, Max time.Duration
+	Mean               time.Duration
 }
 
 // Percentile returns the p-th percentile (0 < p <= 100) of sorted by the
