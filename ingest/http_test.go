@@ -66,7 +66,7 @@ func newTestServerBrokers(t *testing.T) (string, func() int64, []string) {
 	}
 	e := httpapi.New(httpapi.Config{BodyLimit: 1 << 20}, log)
 	e.Use(httpapi.Authenticate(reg))
-	NewHandler(prod, log).Routes(e.Group(""))
+	NewHandler(prod, nil, log).Routes(e.Group(""))
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	adm := kadm.NewClient(cl)

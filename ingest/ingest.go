@@ -120,14 +120,16 @@ type appender interface {
 
 // Handler serves the ingest routes.
 type Handler struct {
-	log *slog.Logger
-	out appender
-	now func() time.Time
+	log     *slog.Logger
+	out     appender
+	replies *Replies
+	now     func() time.Time
 }
 
-// NewHandler returns the ingest routes' handler.
-func NewHandler(out *Producer, log *slog.Logger) *Handler {
-	return &Handler{log: log.With("role", "ingest"), out: out, now: time.Now}
+// NewHandler returns the ingest routes' handler. replies may be nil: the
+// scored calls (risk, filter, authenticate) are then not served.
+func NewHandler(out *Producer, replies *Replies, log *slog.Logger) *Handler {
+	return &Handler{log: log.With("role", "ingest"), out: out, replies: replies, now: time.Now}
 }
 
 // Routes registers the ingest routes on g, which must authenticate apps
@@ -141,6 +143,9 @@ func (h *Handler) Routes(g *echo.Group) {
 	} {
 		g.POST(path, h.accept(kind))
 		g.POST(path+".json", h.accept(kind))
+	}
+	if h.replies != nil {
+		h.scoredRoutes(g)
 	}
 }
 

@@ -21,6 +21,67 @@ type Decision struct {
 	// the event.
 	Risk   float64 `json:"risk"`
 	Action string  `json:"action,omitempty"`
+	// Scores are the per-threat scores in 0..1.
+	Scores Scores `json:"scores"`
+	// Signals are the Castle signal names that fired, sorted.
+	Signals []string `json:"signals,omitempty"`
+	// Policy is the policy outcome that gave Action.
+	Policy *PolicyOutcome `json:"policy,omitempty"`
+	// Contributions explain the scores: which feature or signal added how
+	// much.
+	Contributions []Contribution `json:"contributions,omitempty"`
+	// IP and Email are the enrichments the decision used.
+	IP    *IPInfo    `json:"ip,omitempty"`
+	Email *EmailInfo `json:"email,omitempty"`
+	// Trusted says the device was approved or trusted by feedback.
+	Trusted bool `json:"trusted,omitempty"`
+	// Failover is set on replies ingest synthesized when the scorer did not
+	// answer in time (never on the decisions topic).
+	Failover bool `json:"-"`
+}
+
+// Scores are Castle's per-threat scores.
+type Scores struct {
+	AccountTakeover float64 `json:"account_takeover"`
+	AccountAbuse    float64 `json:"account_abuse"`
+	Bot             float64 `json:"bot"`
+}
+
+// PolicyOutcome names the policy rule that decided.
+type PolicyOutcome struct {
+	Action     string `json:"action"`
+	ID         string `json:"id"`
+	Name       string `json:"name"`
+	RevisionID string `json:"revision_id"`
+}
+
+// Contribution is one term of a score.
+type Contribution struct {
+	Name  string  `json:"name"`
+	Kind  string  `json:"kind"`
+	Value float64 `json:"value"`
+}
+
+// IPInfo is what Moat knows about an IP address.
+type IPInfo struct {
+	CountryCode string  `json:"country_code,omitempty"`
+	Region      string  `json:"region,omitempty"`
+	City        string  `json:"city,omitempty"`
+	Lat         float64 `json:"lat,omitempty"`
+	Lon         float64 `json:"lon,omitempty"`
+	ASN         uint32  `json:"asn,omitempty"`
+	ISP         string  `json:"isp,omitempty"`
+	Datacenter  bool    `json:"datacenter,omitempty"`
+	Proxy       bool    `json:"proxy,omitempty"`
+	Tor         bool    `json:"tor,omitempty"`
+}
+
+// EmailInfo is what Moat knows about an email address.
+type EmailInfo struct {
+	Normalized string `json:"normalized,omitempty"`
+	Domain     string `json:"domain,omitempty"`
+	Disposable bool   `json:"disposable,omitempty"`
+	Valid      bool   `json:"valid,omitempty"`
 }
 
 // Device identifies an end user's browser or app.

@@ -79,6 +79,10 @@ type Event struct {
 	SentAt    *time.Time `json:"sent_at,omitempty"`
 	// ReceivedAt is when ingest accepted the call (UTC, millisecond precision).
 	ReceivedAt time.Time `json:"received_at"`
+	// ReplyTo names the ingest instance waiting for this event's decision
+	// (risk, filter and authenticate calls); the scorer then also writes the
+	// decision to TopicReplies.
+	ReplyTo string `json:"reply_to,omitempty"`
 }
 
 // User identifies the account an event is about.
@@ -116,6 +120,9 @@ type Options struct {
 	SkipRequestTokenValidation bool     `json:"skip_request_token_validation,omitempty"`
 	SkipContextValidation      bool     `json:"skip_context_validation,omitempty"`
 	Expand                     []string `json:"expand,omitempty"`
+	// TestApp is set by ingest for sandbox apps: Castle test request
+	// tokens ("test|policy.action:deny|risk:0.9") then force the decision.
+	TestApp bool `json:"test_app,omitempty"`
 }
 
 // Header returns the value of the named header (case-insensitive, '_' and

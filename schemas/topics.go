@@ -10,6 +10,17 @@ const (
 	TopicDecisions = "moat.decisions.v1"
 	// TopicIncidents carries Notification records (webhook-worthy facts).
 	TopicIncidents = "moat.incidents.v1"
+	// TopicReplies carries the decisions of synchronous calls (risk, filter,
+	// authenticate) back to the ingest instance named in Event.ReplyTo.
+	// Every ingest instance reads it from its end; it needs little
+	// retention.
+	TopicReplies = "moat.replies.v1"
+	// TopicScorerState is the scorer's changelog: the latest state of each
+	// user, keyed and partitioned exactly like TopicEvents, written in the
+	// same transaction as the decisions. Compacted. A scorer that takes over
+	// a partition restores its users from it instead of re-reading all
+	// history.
+	TopicScorerState = "moat.scorer-state.v1"
 	// TopicDeadLetter carries records a role could not process at all
 	// (undecodable input), with the reason in the HeaderError header, so
 	// that nothing is dropped silently.
@@ -36,5 +47,5 @@ const (
 
 // AllTopics lists every topic Moat creates at start-up.
 func AllTopics() []string {
-	return []string{TopicEvents, TopicDecisions, TopicIncidents, TopicDeadLetter}
+	return []string{TopicEvents, TopicDecisions, TopicIncidents, TopicDeadLetter, TopicReplies, TopicScorerState}
 }

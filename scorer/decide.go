@@ -1,6 +1,9 @@
 package scorer
 
 import (
+	"strconv"
+	"strings"
+
 	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer/fingerprint"
@@ -27,7 +30,7 @@ func (d *Decider) Decide(ev *schemas.Event) schemas.Decision {
 	}
 	ua := d.ua.Parse(raw)
 	fp := d.fp.Fingerprint(ev.AppID, fingerprint.AttributesOf(ev, ua))
-	return schemas.Decision{
+	dec := schemas.Decision{
 		V:     schemas.DecisionVersion,
 		Event: *ev,
 		Device: schemas.Device{
@@ -35,5 +38,47 @@ func (d *Decider) Decide(ev *schemas.Event) schemas.Decision {
 			Fingerprint: fp,
 			UserAgent:   ua,
 		},
+	}
+	if scored(ev.Kind) {
+		dec.Action = "allow"
+		dec.Policy = &schemas.PolicyOutcome{Action: "allow", ID: DefaultPolicyID, Name: "Default", RevisionID: DefaultPolicyID}
+		if ev.Options != nil && ev.Options.TestApp {
+			applyTestToken(&dec, ev.Context.RequestToken)
+		}
+	}
+	return dec
+}
+
+// DefaultPolicyID names the built-in policy.
+const DefaultPolicyID = "moat-default"
+
+// scored reports whether calls of kind get a policy decision.
+func scored(k schemas.Kind) bool {
+	return k == schemas.KindRisk || k == schemas.KindFilter || k == schemas.KindAuthenticate
+}
+
+// applyTestToken honours Castle's sandbox request tokens
+// ("test|policy.action:deny|risk:0.9"): for test apps only, the token
+// forces the action and the risk. Unknown parameters are ignored.
+func applyTestToken(d *schemas.Decision, token string) {
+	rest, ok := strings.CutPrefix(token, "test|")
+	if !ok {
+		return
+	}
+	for _, kv := range strings.Split(rest, "|") {
+		k, v, _ := strings.Cut(kv, ":")
+		switch k {
+		case "policy.action":
+			switch v {
+			case "allow", "challenge", "deny":
+				d.Action = v
+				d.Policy = &schemas.PolicyOutcome{Action: v, ID: "test-token", Name: "Test token", RevisionID: "test-token"}
+			}
+		case "risk":
+			if f, err := strconv.ParseFloat(v, 64); err == nil && f >= 0 && f <= 1 {
+				d.Risk = f
+				d.Scores.AccountTakeover = f
+			}
+		}
 	}
 }

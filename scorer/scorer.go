@@ -154,7 +154,9 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	fetches.EachRecord(func(r *kgo.Record) {
-		w.sess.Produce(ctx, w.process(r), promise)
+		for _, out := range w.process(r) {
+			w.sess.Produce(ctx, out, promise)
+		}
 	})
 	mu.Lock()
 	try := kgo.TransactionEndTry(prodErr == nil)
@@ -174,9 +176,10 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 	return nil
 }
 
-// process turns one event record into its decision record, or into a dead
-// letter when the record cannot be decoded.
-func (w *Worker) process(r *kgo.Record) *kgo.Record {
+// process turns one event record into its decision record (and, for a
+// synchronous call, the reply to the waiting ingest instance), or into a
+// dead letter when the record cannot be decoded.
+func (w *Worker) process(r *kgo.Record) []*kgo.Record {
 	var ev schemas.Event
 	if err := json.Unmarshal(r.Value, &ev); err != nil || !ev.Kind.Known() || ev.ID == "" || ev.AppID == "" {
 		reason := "unknown event kind or missing id"
@@ -184,19 +187,19 @@ func (w *Worker) process(r *kgo.Record) *kgo.Record {
 			reason = err.Error()
 		}
 		w.log.Error("undecodable event sent to the dead-letter topic", "partition", r.Partition, "offset", r.Offset, "err", reason)
-		return deadLetter(r, reason)
+		return []*kgo.Record{deadLetter(r, reason)}
 	}
 	d := w.decider.Decide(&ev)
 	b, err := json.Marshal(d)
 	if err != nil { // a decoded event always re-encodes; keep the record anyway
-		return deadLetter(r, "encode decision: "+err.Error())
+		return []*kgo.Record{deadLetter(r, "encode decision: "+err.Error())}
 	}
-	return &kgo.Record{
-		Topic:   schemas.TopicDecisions,
-		Key:     r.Key,
-		Value:   b,
-		Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("decision.v1")}},
+	hdr := []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("decision.v1")}}
+	out := []*kgo.Record{{Topic: schemas.TopicDecisions, Key: r.Key, Value: b, Headers: hdr}}
+	if ev.ReplyTo != "" {
+		out = append(out, &kgo.Record{Topic: schemas.TopicReplies, Key: []byte(ev.ReplyTo), Value: b, Headers: hdr})
 	}
+	return out
 }
 
 func deadLetter(r *kgo.Record, reason string) *kgo.Record {

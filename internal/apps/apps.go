@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"regexp"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -28,6 +29,39 @@ type App struct {
 	Test bool `yaml:"test,omitempty" json:"test,omitempty"`
 	// Webhooks are the app's notification endpoints.
 	Webhooks []Webhook `yaml:"webhooks,omitempty" json:"webhooks,omitempty"`
+	// Risk tunes the synchronous risk, filter and authenticate calls.
+	Risk RiskSettings `yaml:"risk,omitempty" json:"risk,omitempty"`
+}
+
+// RiskSettings say how long a scored call waits for its decision and what
+// it answers when the decision is late.
+type RiskSettings struct {
+	// TimeoutMS is the decision deadline in milliseconds (default 500,
+	// below the official SDKs' 500-1500 ms client timeouts).
+	TimeoutMS int `yaml:"timeout_ms,omitempty" json:"timeout_ms,omitempty"`
+	// Failover is the answer on the deadline: "error" (503, so the SDK
+	// applies its own failover; the default), or "allow", "challenge" or
+	// "deny", returned with failover: true.
+	Failover string `yaml:"failover,omitempty" json:"failover,omitempty"`
+}
+
+// DefaultRiskTimeoutMS is the default decision deadline.
+const DefaultRiskTimeoutMS = 500
+
+// Timeout returns the decision deadline.
+func (r RiskSettings) Timeout() time.Duration {
+	if r.TimeoutMS <= 0 {
+		return DefaultRiskTimeoutMS * time.Millisecond
+	}
+	return time.Duration(r.TimeoutMS) * time.Millisecond
+}
+
+// FailoverAction returns the configured failover action ("" for error).
+func (r RiskSettings) FailoverAction() string {
+	if r.Failover == "error" {
+		return ""
+	}
+	return r.Failover
 }
 
 // Webhook is one endpoint that receives an app's notifications.
@@ -97,6 +131,14 @@ func New(list []App) (*Registry, error) {
 			}
 			seen[sum] = a.ID
 			r.digests = append(r.digests, digest{sum: sum, app: i})
+		}
+		switch a.Risk.Failover {
+		case "", "error", "allow", "challenge", "deny":
+		default:
+			return nil, fmt.Errorf("apps: app %q: risk.failover must be error, allow, challenge or deny", a.ID)
+		}
+		if a.Risk.TimeoutMS < 0 || a.Risk.TimeoutMS > 30_000 {
+			return nil, fmt.Errorf("apps: app %q: risk.timeout_ms must be within 0..30000", a.ID)
 		}
 		r.byID[a.ID] = i
 		r.apps = append(r.apps, a)

@@ -176,11 +176,15 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 		return err
 	}
 
+	replies, err := ingest.NewReplies(ctx, kcfg, log)
+	if err != nil {
+		return err
+	}
 	e := httpapi.New(httpapi.Config{BodyLimit: o.hf.bodyLimit}, log)
 	healthRoutes(e, probe{"kafka", prod.Ping}, probe{"clickhouse", conn.Ping})
 	e.Use(httpapi.Authenticate(reg))
 	authed := e.Group("")
-	ingest.NewHandler(prod, log).Routes(authed)
+	ingest.NewHandler(prod, replies, log).Routes(authed)
 	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, log).Routes(authed)
 
 	ln, err := listen(o.hf.addr)
@@ -188,6 +192,7 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return replies.Run(gctx) })
 	g.Go(func() error { return sc.Run(gctx) })
 	g.Go(func() error { return pj.Run(gctx) })
 	g.Go(func() error { return wh.Run(gctx) })

@@ -28,6 +28,7 @@ import (
 	"github.com/moat-dev/moat/scorer/fingerprint"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"golang.org/x/sync/errgroup"
 )
 
 // shutdownGrace bounds the drain of in-flight requests on SIGTERM.
@@ -164,16 +165,23 @@ func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		defer prod.Close()
+		replies, err := ingest.NewReplies(ctx, kcfg, log)
+		if err != nil {
+			return err
+		}
 		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit}, log)
 		healthRoutes(e, probe{"kafka", prod.Ping})
 		e.Use(httpapi.Authenticate(reg))
-		ingest.NewHandler(prod, log).Routes(e.Group(""))
+		ingest.NewHandler(prod, replies, log).Routes(e.Group(""))
 		ln, err := listen(hf.addr)
 		if err != nil {
 			return err
 		}
-		log.Info("ingest ready", "http_addr", ln.Addr().String())
-		return serveHTTP(ctx, ln, e, log)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return replies.Run(gctx) })
+		g.Go(func() error { return serveHTTP(gctx, ln, e, log) })
+		log.Info("ingest ready", "http_addr", ln.Addr().String(), "instance", replies.Instance())
+		return g.Wait()
 	}
 }
 

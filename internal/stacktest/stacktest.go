@@ -38,7 +38,8 @@ import (
 // Apps are the tenants every stack serves.
 var Apps = []apps.App{
 	{ID: "app-a", Name: "App A", Secret: "secret-a-0123456789abcdef0123456", Test: true},
-	{ID: "app-b", Name: "App B", Secret: "secret-b-0123456789abcdef0123456"},
+	{ID: "app-b", Name: "App B", Secret: "secret-b-0123456789abcdef0123456", Risk: apps.RiskSettings{TimeoutMS: 300}},
+	{ID: "app-c", Name: "App C", Secret: "secret-c-0123456789abcdef0123456", Risk: apps.RiskSettings{TimeoutMS: 300, Failover: "challenge"}},
 }
 
 // DeviceKey is the fingerprint key of every stack.
@@ -131,7 +132,15 @@ func New(t testing.TB, o Options) *Stack {
 	e := httpapi.New(httpapi.Config{BodyLimit: 1 << 20}, log)
 	e.Use(httpapi.Authenticate(reg))
 	authed := e.Group("")
-	ingest.NewHandler(prod, log).Routes(authed)
+	replies, err := ingest.NewReplies(ctx, kcfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithCancel(context.Background())
+	rdone := make(chan struct{})
+	go func() { defer close(rdone); _ = replies.Run(rctx) }()
+	t.Cleanup(func() { rcancel(); <-rdone })
+	ingest.NewHandler(prod, replies, log).Routes(authed)
 	api.NewHandler(api.NewStore(conn, db), s.Hasher, log).Routes(authed)
 	srv := httptest.NewServer(e)
 	s.URL = srv.URL
