@@ -50,6 +50,14 @@ bench: deps build ## Go benchmarks, then the load harness against a dev stack
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 $(PKGS)
 	scripts/bench.sh
 
+.PHONY: up
+up: ## start the production-like stack of compose.yaml (needs Docker)
+	docker compose up -d --build
+
+.PHONY: down
+down: ## stop the compose.yaml stack
+	docker compose down
+
 .PHONY: clean
 clean: ## remove build output and the dev data dir
 	rm -rf bin .moat

@@ -52,7 +52,7 @@ func newTestServerBrokers(t *testing.T) (string, func() int64, []string) {
 	t.Cleanup(cl.Close)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cl, kcfg, schemas.TopicEvents); err != nil {
+	if err := kafka.EnsureTopics(ctx, cl, kcfg, schemas.TopicSpec{Name: schemas.TopicEvents}); err != nil {
 		t.Fatal(err)
 	}
 	prod, err := NewProducer(Config{Kafka: kcfg, ProduceTimeout: 2 * time.Second}, log)

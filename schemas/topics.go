@@ -45,7 +45,22 @@ const (
 	HeaderSource = "moat-source"
 )
 
-// AllTopics lists every topic Moat creates at start-up.
-func AllTopics() []string {
-	return []string{TopicEvents, TopicDecisions, TopicIncidents, TopicDeadLetter, TopicReplies, TopicScorerState}
+// TopicSpec is a topic and the configs it needs beyond the defaults.
+type TopicSpec struct {
+	Name    string
+	Configs map[string]string
+}
+
+// AllTopics lists every topic Moat creates at start-up. The changelog is
+// compacted (only each user's latest state matters, kept forever); replies
+// are only useful for seconds.
+func AllTopics() []TopicSpec {
+	return []TopicSpec{
+		{Name: TopicEvents},
+		{Name: TopicDecisions},
+		{Name: TopicIncidents},
+		{Name: TopicDeadLetter},
+		{Name: TopicReplies, Configs: map[string]string{"retention.ms": "3600000"}},
+		{Name: TopicScorerState, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
+	}
 }

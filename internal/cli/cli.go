@@ -35,6 +35,7 @@ func Commands() []Command {
 		{"projector", "run the projector role (decisions -> ClickHouse)", projectorCommand},
 		{"webhooker", "run the webhooker role (incidents -> webhooks)", webhookerCommand},
 		{"webhooks", "webhooks replay: send dead-lettered webhook deliveries again", webhooksCommand},
+		{"healthcheck", "probe a URL (exit 0 on 200), for container health checks", healthcheckCommand},
 		{"migrate", "apply ClickHouse migrations and exit", migrateCommand},
 		{"broker", "run the embedded Kafka-protocol broker (kfake) on its own", brokerCommand},
 	}

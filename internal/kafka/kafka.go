@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/moat-dev/moat/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -69,21 +70,27 @@ func GroupOpts() []kgo.Opt {
 }
 
 // EnsureTopics creates the topics that do not exist yet, with the configured
-// partitions and retention. Existing topics are left as they are.
-func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config, topics ...string) error {
+// partitions and retention (unless a topic's Configs override them).
+// Existing topics are left as they are.
+func EnsureTopics(ctx context.Context, cl *kgo.Client, c Config, topics ...schemas.TopicSpec) error {
 	adm := kadm.NewClient(cl)
 	retention := strconv.FormatInt(c.Retention.Milliseconds(), 10)
 	if c.Retention < 0 {
 		retention = "-1"
 	}
-	configs := map[string]*string{"retention.ms": &retention}
-	resp, err := adm.CreateTopics(ctx, c.Partitions, c.ReplicationFactor, configs, topics...)
-	if err != nil {
-		return fmt.Errorf("kafka: create topics %v: %w", topics, err)
-	}
-	for _, r := range resp.Sorted() {
-		if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
-			return fmt.Errorf("kafka: create topic %s: %w", r.Topic, r.Err)
+	for _, t := range topics {
+		configs := map[string]*string{"retention.ms": &retention}
+		for k, v := range t.Configs {
+			configs[k] = &v
+		}
+		resp, err := adm.CreateTopics(ctx, c.Partitions, c.ReplicationFactor, configs, t.Name)
+		if err != nil {
+			return fmt.Errorf("kafka: create topic %s: %w", t.Name, err)
+		}
+		for _, r := range resp.Sorted() {
+			if r.Err != nil && !errors.Is(r.Err, kerr.TopicAlreadyExists) {
+				return fmt.Errorf("kafka: create topic %s: %w", r.Topic, r.Err)
+			}
 		}
 	}
 	return nil

@@ -1,0 +1,143 @@
+package scorer
+
+import (
+	"context"
+	"errors"
+	"encoding"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/schemas"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// State is one user's scoring state: small, deterministic, serializable.
+type State interface {
+	encoding.BinaryMarshaler
+	encoding.BinaryUnmarshaler
+}
+
+// stateStore holds the state of the users of the partitions this worker
+// owns, keyed by the event record key. It is the scorer's only memory and
+// is derived from the log: TopicScorerState (the changelog, written in the
+// same transaction as the decisions) holds each user's latest state, and a
+// partition's users are restored from it the first time the worker sees a
+// record of that partition. After a failed or aborted transaction the
+// whole store is dropped, because it may hold changes that never committed;
+// it is restored again from the changelog.
+type stateStore struct {
+	cfg      kafka.Config
+	log      *slog.Logger
+	newState func() State
+
+	restored map[int32]bool
+	users    map[string]State
+}
+
+func newStateStore(cfg kafka.Config, newState func() State, log *slog.Logger) *stateStore {
+	return &stateStore{cfg: cfg, log: log, newState: newState, restored: map[int32]bool{}, users: map[string]State{}}
+}
+
+// reset forgets everything (after an abort, a failure or a rebalance).
+func (s *stateStore) reset() {
+	clear(s.restored)
+	clear(s.users)
+}
+
+// get returns the state of key, restoring its partition first if needed.
+func (s *stateStore) get(ctx context.Context, partition int32, key string) (State, error) {
+	if !s.restored[partition] {
+		if err := s.restore(ctx, partition); err != nil {
+			return nil, err
+		}
+	}
+	st, ok := s.users[key]
+	if !ok {
+		st = s.newState()
+		s.users[key] = st
+	}
+	return st, nil
+}
+
+// record returns the changelog record for key's current state, bound to the
+// same partition number as the event it came from.
+func (s *stateStore) record(partition int32, key []byte) (*kgo.Record, error) {
+	st, ok := s.users[string(key)]
+	if !ok {
+		return nil, fmt.Errorf("scorer: no state for key")
+	}
+	b, err := st.MarshalBinary()
+	if err != nil {
+		return nil, fmt.Errorf("scorer: encode state: %w", err)
+	}
+	return &kgo.Record{Topic: schemas.TopicScorerState, Partition: partition, Key: key, Value: b,
+		Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("scorer-state.v1")}}}, nil
+}
+
+// restore reads the changelog partition up to its current end (committed
+// records only) and keeps the last state of each key.
+func (s *stateStore) restore(ctx context.Context, partition int32) error {
+	start := time.Now()
+	cl, err := kgo.NewClient(append(kafka.ClientOpts(s.cfg, s.log, "moat-scorer-restore"),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.TopicScorerState: {partition: kgo.NewOffset().AtStart()}}),
+	)...)
+	if err != nil {
+		return fmt.Errorf("scorer: restore client: %w", err)
+	}
+	defer cl.Close()
+	// The last stable offset: every committed record is below it.
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, schemas.TopicScorerState)
+	if err != nil {
+		return fmt.Errorf("scorer: changelog end offsets: %w", err)
+	}
+	end, ok := ends.Lookup(schemas.TopicScorerState, partition)
+	if !ok || end.Err != nil {
+		return fmt.Errorf("scorer: changelog end offset of partition %d: %v", partition, end.Err)
+	}
+	n := 0
+	// Aborted records and transaction markers are never returned, so a
+	// tail of them shows up as empty fetches: two in a row end the restore.
+	for next, empty := int64(0), 0; next < end.Offset && empty < 2; {
+		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fs := cl.PollFetches(pctx)
+		cancel()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				ferr = err
+			}
+		})
+		if ferr != nil {
+			return fmt.Errorf("scorer: read changelog partition %d: %w", partition, ferr)
+		}
+		if fs.NumRecords() == 0 {
+			empty++
+			continue
+		}
+		empty = 0
+		fs.EachRecord(func(r *kgo.Record) {
+			next = r.Offset + 1
+			if len(r.Value) == 0 {
+				delete(s.users, string(r.Key))
+				return
+			}
+			st := s.newState()
+			if err := st.UnmarshalBinary(r.Value); err != nil {
+				s.log.Error("undecodable state in changelog; the user starts fresh", "partition", partition, "offset", r.Offset, "err", err)
+				return
+			}
+			s.users[string(r.Key)] = st
+			n++
+		})
+	}
+	s.restored[partition] = true
+	s.log.Info("restored scorer state", "partition", partition, "records", n, "took", time.Since(start))
+	return nil
+}
