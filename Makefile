@@ -20,9 +20,15 @@ deps: ## install what Moat needs on this machine (ClickHouse server, Go modules)
 build: ## build bin/moat
 	$(GO) build -o bin/moat ./cmd/moat
 
+DATA_CACHE ?= $(or $(MOAT_DATA_CACHE),$(HOME)/.cache/moat)
+
+.PHONY: data
+data: ## fetch the offline enrichment data (GeoIP, ASN, crawler and disposable-email lists) into DATA_CACHE
+	@scripts/fetch-data.sh "$(DATA_CACHE)" >/dev/null || echo "warning: enrichment data not fetched; moat runs without geolocation" >&2
+
 .PHONY: run
-run: deps build ## run every role in one process (embedded Kafka, local ClickHouse) on 127.0.0.1:8080
-	bin/moat dev
+run: deps build data ## run every role in one process (embedded Kafka, local ClickHouse) on 127.0.0.1:8080
+	@set -a; [ -f "$(DATA_CACHE)/paths.env" ] && . "$(DATA_CACHE)/paths.env"; set +a; exec bin/moat dev
 
 .PHONY: fmt-check
 fmt-check: ## fail if gofmt would change a file

@@ -1,55 +1,210 @@
 package scorer
 
 import (
+	"crypto/sha1"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/google/uuid"
+	"github.com/moat-dev/moat/internal/botlist"
+	"github.com/moat-dev/moat/internal/emailcheck"
+	"github.com/moat-dev/moat/internal/geoip"
 	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer/fingerprint"
+	"github.com/moat-dev/moat/scorer/risk"
 )
 
-// Decider turns events into decisions. It is a pure function of the event
-// and its keys (no clock, no randomness, no map-order dependence), so
-// replaying the log reproduces every decision. It is safe for concurrent use.
+// Enrichment is the offline data the scorer looks events up in. Every part
+// is optional: a missing one turns its signals off.
+type Enrichment struct {
+	Geo   *geoip.DB
+	Email *emailcheck.Checker
+	Bots  *botlist.List
+}
+
+// Decider turns events into decisions. It is a pure function of the event,
+// the user's state and its keys and data files (no clock, no randomness,
+// no map-order dependence), so replaying the log reproduces every decision.
+// It is safe for concurrent use on different users.
 type Decider struct {
-	ua *useragent.Parser
-	fp *fingerprint.Hasher
+	ua       *useragent.Parser
+	fp       *fingerprint.Hasher
+	engine   *risk.Engine
+	enr      Enrichment
+	policies map[string]*risk.Policy
 }
 
-// NewDecider returns a Decider.
-func NewDecider(ua *useragent.Parser, fp *fingerprint.Hasher) *Decider {
-	return &Decider{ua: ua, fp: fp}
+// NewDecider returns a Decider. policies maps app ids to their policy
+// (apps without one use Castle's bands: risk below 0.6 allow, below 0.9
+// challenge, else deny).
+func NewDecider(ua *useragent.Parser, fp *fingerprint.Hasher, enr Enrichment, policies map[string]*risk.Policy) *Decider {
+	cfg := risk.DefaultConfig()
+	// The population frequency table of the takeover model would be state
+	// outside the per-user changelog, so it is not learned: values are
+	// scored against a uniform prior over each feature's vocabulary.
+	cfg.LearnPopulation = false
+	if enr.Email == nil {
+		enr.Email = emailcheck.New(nil)
+	}
+	return &Decider{ua: ua, fp: fp, engine: risk.NewEngine(cfg), enr: enr, policies: policies}
 }
 
-// Decide derives the decision for one event.
-func (d *Decider) Decide(ev *schemas.Event) schemas.Decision {
+// NewState returns an empty user state.
+func (d *Decider) NewState() State { return &UserState{} }
+
+// Decide derives the decision for one event, folds the event into the
+// user's state, and returns the notifications it raises.
+func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []schemas.Notification) {
 	raw, _ := ev.Context.Header("user-agent")
 	if raw == "true" { // scrubbed by the SDK
 		raw = ""
 	}
 	ua := d.ua.Parse(raw)
 	fp := d.fp.Fingerprint(ev.AppID, fingerprint.AttributesOf(ev, ua))
-	dec := schemas.Decision{
-		V:     schemas.DecisionVersion,
-		Event: *ev,
-		Device: schemas.Device{
-			Token:       d.fp.Token(ev.AppID, ev.User.ID, fp),
-			Fingerprint: fp,
-			UserAgent:   ua,
-		},
+	dev := schemas.Device{Token: d.fp.Token(ev.AppID, ev.User.ID, fp), Fingerprint: fp, UserAgent: ua}
+	in := risk.Input{Event: ev, Device: dev}
+	var ipInfo *schemas.IPInfo
+	if addr, err := netip.ParseAddr(ev.Context.IP); err == nil && d.enr.Geo != nil {
+		g := d.enr.Geo.Lookup(addr)
+		in.IP = risk.IPInfo{CountryCode: g.CountryCode, Region: g.Region, City: g.City, Lat: g.Lat, Lon: g.Lon,
+			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter, Found: g.Found}
+		ipInfo = &schemas.IPInfo{CountryCode: g.CountryCode, Region: g.Region, City: g.City, Lat: g.Lat, Lon: g.Lon,
+			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter}
 	}
-	if scored(ev.Kind) {
-		dec.Action = "allow"
-		dec.Policy = &schemas.PolicyOutcome{Action: "allow", ID: DefaultPolicyID, Name: "Default", RevisionID: DefaultPolicyID}
-		if ev.Options != nil && ev.Options.TestApp {
-			applyTestToken(&dec, ev.Context.RequestToken)
+	var emailInfo *schemas.EmailInfo
+	if email := eventEmail(ev); email != "" {
+		e := d.enr.Email.Check(email)
+		in.Email = risk.EmailInfo{Normalized: e.Normalized, Domain: e.Domain, Address: email, Valid: e.Valid, Disposable: e.Disposable, Generated: e.Generated}
+		if e.Aliased {
+			in.Email.Alias = strings.ToLower(strings.TrimSpace(email))
 		}
+		emailInfo = &schemas.EmailInfo{Normalized: e.Normalized, Domain: e.Domain, Disposable: e.Disposable, Valid: e.Valid}
 	}
-	return dec
+	if d.enr.Bots != nil && raw != "" {
+		in.BotName, in.Bot = d.enr.Bots.Match(raw)
+	}
+	if p, ok := d.policies[ev.AppID]; ok {
+		in.Policy = p
+	}
+	a := d.engine.Assess(&st.Risk, in)
+
+	dec := schemas.Decision{
+		V:       schemas.DecisionVersion,
+		Event:   *ev,
+		Device:  dev,
+		Risk:    a.Risk,
+		Scores:  schemas.Scores{AccountTakeover: a.Scores.AccountTakeover, AccountAbuse: a.Scores.AccountAbuse, Bot: a.Scores.Bot},
+		Signals: a.Signals,
+		IP:      ipInfo,
+		Email:   emailInfo,
+		Trusted: a.Feedback == "trusted",
+	}
+	for _, c := range a.Contributions {
+		dec.Contributions = append(dec.Contributions, schemas.Contribution{Name: c.Score + ":" + c.Name, Kind: c.Kind, Value: c.Value})
+	}
+	if !scored(ev.Kind) {
+		return dec, nil
+	}
+	dec.Action = a.Policy.Action
+	// Castle's policy name is the matching rule's ("Step up MFA on
+	// suspicious logins"); the policy's own name when no rule matched.
+	name := a.Policy.Name
+	if a.Policy.RuleName != "" && a.Policy.RuleName != "default" {
+		name = a.Policy.RuleName
+	}
+	dec.Policy = &schemas.PolicyOutcome{Action: a.Policy.Action, ID: a.Policy.ID, Name: name, RevisionID: a.Policy.RevisionID}
+	if ev.Options != nil && ev.Options.TestApp {
+		applyTestToken(&dec, ev.Context.RequestToken)
+	}
+	return dec, d.notifications(&dec, st)
 }
 
-// DefaultPolicyID names the built-in policy.
+// eventEmail is the email the event is about: the user's, or the filter
+// call's form email.
+func eventEmail(ev *schemas.Event) string {
+	if ev.User.Email != "" {
+		return ev.User.Email
+	}
+	if len(ev.Params) > 0 {
+		var p struct {
+			Email string `json:"email"`
+		}
+		if json.Unmarshal(ev.Params, &p) == nil {
+			return p.Email
+		}
+	}
+	return ""
+}
+
+// notifications raises Castle's security webhooks: $incident.confirmed
+// when the policy denies a $succeeded event, $review.opened when it
+// challenges one; each once per user and device, as Castle does.
+func (d *Decider) notifications(dec *schemas.Decision, st *UserState) []schemas.Notification {
+	ev := &dec.Event
+	if ev.Status != "$succeeded" || ev.User.ID == "" {
+		return nil
+	}
+	var typ string
+	switch dec.Action {
+	case "deny":
+		typ = schemas.NotifyIncidentConfirmed
+	case "challenge":
+		typ = schemas.NotifyReviewOpened
+	default:
+		return nil
+	}
+	if !st.notify(typ, dec.Device.Fingerprint) {
+		return nil
+	}
+	return []schemas.Notification{NewNotification(typ, dec)}
+}
+
+// NewNotification builds a notification about a decision, with an id
+// derived from the event and the type so that a redelivered decision gives
+// the same notification.
+func NewNotification(typ string, dec *schemas.Decision) schemas.Notification {
+	ev := &dec.Event
+	id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(ev.ID+"/"+typ)).String()
+	data := map[string]any{
+		"id":           id,
+		"device_token": dec.Device.Token,
+		"user_id":      ev.User.ID,
+		"trigger":      ev.Type + "." + strings.TrimPrefix(ev.Status, "$"),
+		"context":      notificationContext(dec),
+	}
+	if dec.Policy != nil {
+		data["policy"] = dec.Policy
+	}
+	b, _ := json.Marshal(data) // only strings, numbers and maps: cannot fail
+	return schemas.Notification{
+		V: schemas.NotificationVersion, ID: id, AppID: ev.AppID, Type: typ,
+		CreatedAt: ev.ReceivedAt.UTC().Truncate(time.Millisecond), UserID: ev.User.ID,
+		DeviceToken: dec.Device.Token, EventID: ev.ID, Data: b,
+	}
+}
+
+func notificationContext(dec *schemas.Decision) map[string]any {
+	ua := dec.Device.UserAgent
+	ctx := map[string]any{
+		"ip": dec.Event.Context.IP,
+		"user_agent": map[string]any{
+			"raw": ua.Raw, "browser": ua.Browser, "version": ua.BrowserVersion, "os": strings.TrimSpace(ua.OS + " " + ua.OSVersion),
+			"mobile": ua.DeviceType == "mobile", "platform": ua.Platform, "device": ua.DeviceFamily, "family": ua.Browser,
+		},
+	}
+	if ip := dec.IP; ip != nil && ip.CountryCode != "" {
+		ctx["location"] = map[string]any{"country_code": ip.CountryCode, "region": ip.Region, "city": ip.City, "lat": ip.Lat, "lon": ip.Lon}
+	}
+	return ctx
+}
+
+// DefaultPolicyID names the built-in policy of test-token decisions.
 const DefaultPolicyID = "moat-default"
 
 // scored reports whether calls of kind get a policy decision.
@@ -81,4 +236,81 @@ func applyTestToken(d *schemas.Decision, token string) {
 			}
 		}
 	}
+}
+
+// UserState is the scorer's state of one user (or anonymous subject): the
+// risk engine's bounded history, and the devices already notified about.
+type UserState struct {
+	Risk risk.UserState
+	// notified holds hashes of (type, fingerprint) already notified, most
+	// recent last, at most maxNotified.
+	notified []uint64
+}
+
+const (
+	maxNotified  = 32
+	stateVersion = 1
+)
+
+// notify records that typ fired for fingerprint and reports whether it is
+// the first time.
+func (s *UserState) notify(typ, fp string) bool {
+	h := sha1.Sum([]byte(typ + "\x00" + fp))
+	k := binary.LittleEndian.Uint64(h[:8])
+	for _, n := range s.notified {
+		if n == k {
+			return false
+		}
+	}
+	s.notified = append(s.notified, k)
+	if len(s.notified) > maxNotified {
+		s.notified = s.notified[len(s.notified)-maxNotified:]
+	}
+	return true
+}
+
+// MarshalBinary encodes the state: a version byte, the risk history
+// (length-prefixed) and the notified hashes.
+func (s *UserState) MarshalBinary() ([]byte, error) {
+	r, err := s.Risk.MarshalBinary()
+	if err != nil {
+		return nil, err
+	}
+	b := make([]byte, 0, 1+binary.MaxVarintLen32*2+len(r)+8*len(s.notified))
+	b = append(b, stateVersion)
+	b = binary.AppendUvarint(b, uint64(len(r)))
+	b = append(b, r...)
+	b = binary.AppendUvarint(b, uint64(len(s.notified)))
+	for _, n := range s.notified {
+		b = binary.LittleEndian.AppendUint64(b, n)
+	}
+	return b, nil
+}
+
+var errCorruptState = errors.New("scorer: corrupt user state")
+
+// UnmarshalBinary decodes MarshalBinary's output.
+func (s *UserState) UnmarshalBinary(b []byte) error {
+	if len(b) < 1 || b[0] != stateVersion {
+		return errCorruptState
+	}
+	b = b[1:]
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		return errCorruptState
+	}
+	if err := s.Risk.UnmarshalBinary(b[k : k+int(n)]); err != nil {
+		return err
+	}
+	b = b[k+int(n):]
+	m, k := binary.Uvarint(b)
+	if k <= 0 || m > maxNotified || uint64(len(b)-k) != 8*m {
+		return errCorruptState
+	}
+	b = b[k:]
+	s.notified = make([]uint64, m)
+	for i := range s.notified {
+		s.notified[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	return nil
 }

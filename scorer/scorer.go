@@ -53,6 +53,7 @@ type Worker struct {
 	decider *Decider
 	log     *slog.Logger
 	sess    *kgo.GroupTransactSession
+	store   *stateStore
 }
 
 // New connects a worker to the brokers. Call Run to start it.
@@ -61,6 +62,7 @@ func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
 		return nil, err
 	}
 	w := &Worker{cfg: cfg, decider: decider, log: log.With("role", "scorer")}
+	w.store = newStateStore(cfg.Kafka, decider.NewState, w.log)
 	sess, err := w.newSession()
 	if err != nil {
 		return nil, err
@@ -83,6 +85,19 @@ func (w *Worker) newSession() (*kgo.GroupTransactSession, error) {
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.RequireStableFetchOffsets(),
 		kgo.ProducerLinger(0),
+		// Changelog records carry the partition of the event they come
+		// from; every other record is placed by its key (murmur2).
+		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
+			if topic == schemas.TopicScorerState {
+				return func(r *kgo.Record, _ int) int { return int(r.Partition) }
+			}
+			p := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
+			return func(r *kgo.Record, n int) int { return p.Partition(r, n) }
+		})),
+		// A rebalance may hand our partitions to another worker: forget
+		// their users, the next owner restores them from the changelog.
+		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { w.store.dropOnNextPoll.Store(true) }),
+		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { w.store.dropOnNextPoll.Store(true) }),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -104,6 +119,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		fetches.EachError(func(topic string, p int32, err error) {
 			w.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
 		})
+		if w.store.dropOnNextPoll.Swap(false) {
+			w.store.reset()
+		}
 		if fetches.NumRecords() == 0 {
 			continue
 		}
@@ -112,6 +130,7 @@ func (w *Worker) Run(ctx context.Context) error {
 				return nil
 			}
 			w.log.Error("transaction failed; the batch will be decided again", "err", err)
+			w.store.reset() // it may hold changes that never committed
 			if err := w.restart(ctx); err != nil {
 				return nil // ctx ended while reconnecting
 			}
@@ -139,6 +158,17 @@ func (w *Worker) restart(ctx context.Context) error {
 }
 
 func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
+	// Restore newly owned partitions before the transaction starts, so a
+	// long restore cannot outlive the transaction timeout.
+	var rerr error
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if rerr == nil && len(p.Records) > 0 {
+			rerr = w.store.ensure(ctx, p.Partition)
+		}
+	})
+	if rerr != nil {
+		return fmt.Errorf("scorer: restore state: %w", rerr)
+	}
 	if err := w.sess.Begin(); err != nil {
 		return fmt.Errorf("scorer: begin transaction: %w", err)
 	}
@@ -153,11 +183,23 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 			mu.Unlock()
 		}
 	}
+	var procErr error
 	fetches.EachRecord(func(r *kgo.Record) {
-		for _, out := range w.process(r) {
+		if procErr != nil {
+			return
+		}
+		outs, err := w.process(ctx, r)
+		if err != nil {
+			procErr = err
+			return
+		}
+		for _, out := range outs {
 			w.sess.Produce(ctx, out, promise)
 		}
 	})
+	if procErr != nil {
+		prodErr = errors.Join(prodErr, procErr)
+	}
 	mu.Lock()
 	try := kgo.TransactionEndTry(prodErr == nil)
 	mu.Unlock()
@@ -176,10 +218,12 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 	return nil
 }
 
-// process turns one event record into its decision record (and, for a
-// synchronous call, the reply to the waiting ingest instance), or into a
-// dead letter when the record cannot be decoded.
-func (w *Worker) process(r *kgo.Record) []*kgo.Record {
+// process turns one event record into its decision record, the user's new
+// state on the changelog, the notifications it raises and, for a
+// synchronous call, the reply to the waiting ingest instance; or into a
+// dead letter when the record cannot be decoded. It fails only when the
+// user's state cannot be restored.
+func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
 	var ev schemas.Event
 	if err := json.Unmarshal(r.Value, &ev); err != nil || !ev.Kind.Known() || ev.ID == "" || ev.AppID == "" {
 		reason := "unknown event kind or missing id"
@@ -187,19 +231,35 @@ func (w *Worker) process(r *kgo.Record) []*kgo.Record {
 			reason = err.Error()
 		}
 		w.log.Error("undecodable event sent to the dead-letter topic", "partition", r.Partition, "offset", r.Offset, "err", reason)
-		return []*kgo.Record{deadLetter(r, reason)}
+		return []*kgo.Record{deadLetter(r, reason)}, nil
 	}
-	d := w.decider.Decide(&ev)
+	st, err := w.store.get(ctx, r.Partition, string(r.Key))
+	if err != nil {
+		return nil, fmt.Errorf("scorer: restore state of partition %d: %w", r.Partition, err)
+	}
+	d, notes := w.decider.Decide(&ev, st.(*UserState))
 	b, err := json.Marshal(d)
 	if err != nil { // a decoded event always re-encodes; keep the record anyway
-		return []*kgo.Record{deadLetter(r, "encode decision: "+err.Error())}
+		return []*kgo.Record{deadLetter(r, "encode decision: "+err.Error())}, nil
 	}
 	hdr := []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("decision.v1")}}
 	out := []*kgo.Record{{Topic: schemas.TopicDecisions, Key: r.Key, Value: b, Headers: hdr}}
 	if ev.ReplyTo != "" {
 		out = append(out, &kgo.Record{Topic: schemas.TopicReplies, Key: []byte(ev.ReplyTo), Value: b, Headers: hdr})
 	}
-	return out
+	for i := range notes {
+		nb, err := json.Marshal(&notes[i])
+		if err != nil {
+			return nil, fmt.Errorf("scorer: encode notification: %w", err)
+		}
+		out = append(out, &kgo.Record{Topic: schemas.TopicIncidents, Key: notes[i].Key(), Value: nb,
+			Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("notification.v1")}}})
+	}
+	sr, err := w.store.record(r.Partition, r.Key)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, sr), nil
 }
 
 func deadLetter(r *kgo.Record, reason string) *kgo.Record {

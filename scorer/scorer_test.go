@@ -31,7 +31,7 @@ func newDecider(t testing.TB) *scorer.Decider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return scorer.NewDecider(ua, fp)
+	return scorer.NewDecider(ua, fp, scorer.Enrichment{}, nil)
 }
 
 func event(i int) schemas.Event {
@@ -195,15 +195,36 @@ func TestReplayGivesIdenticalDecisions(t *testing.T) {
 	for i := 0; i < 200; i++ {
 		evs = append(evs, event(i))
 	}
-	first := map[string][]byte{}
-	for _, ev := range evs {
-		b, _ := json.Marshal(d1.Decide(&ev))
-		first[ev.ID] = b
+	// Replay the same log into fresh state twice: identical decisions and
+	// identical state bytes.
+	run := func(d *scorer.Decider) ([][]byte, map[string][]byte) {
+		states := map[string]*scorer.UserState{}
+		var out [][]byte
+		for i := range evs {
+			k := string(evs[i].Key())
+			if states[k] == nil {
+				states[k] = &scorer.UserState{}
+			}
+			dec, _ := d.Decide(&evs[i], states[k])
+			b, _ := json.Marshal(dec)
+			out = append(out, b)
+		}
+		enc := map[string][]byte{}
+		for k, st := range states {
+			enc[k], _ = st.MarshalBinary()
+		}
+		return out, enc
 	}
-	for i := len(evs) - 1; i >= 0; i-- {
-		b, _ := json.Marshal(d2.Decide(&evs[i]))
-		if string(b) != string(first[evs[i].ID]) {
-			t.Fatalf("event %s decided differently on replay", evs[i].ID)
+	a, sa := run(d1)
+	b, sb := run(d2)
+	for i := range a {
+		if string(a[i]) != string(b[i]) {
+			t.Fatalf("event %d decided differently on replay:\n%s\n%s", i, a[i], b[i])
+		}
+	}
+	for k := range sa {
+		if string(sa[k]) != string(sb[k]) {
+			t.Fatalf("state of %q differs on replay", k)
 		}
 	}
 }
@@ -212,7 +233,8 @@ func BenchmarkDecide(b *testing.B) {
 	d := newDecider(b)
 	ev := event(1)
 	b.ReportAllocs()
+	st := &scorer.UserState{}
 	for b.Loop() {
-		d.Decide(&ev)
+		d.Decide(&ev, st)
 	}
 }

@@ -2,10 +2,10 @@ package scorer
 
 import (
 	"context"
-	"errors"
 	"encoding"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/moat-dev/moat/internal/kafka"
@@ -35,6 +35,8 @@ type stateStore struct {
 
 	restored map[int32]bool
 	users    map[string]State
+	// dropOnNextPoll is set by rebalance callbacks (another goroutine).
+	dropOnNextPoll atomic.Bool
 }
 
 func newStateStore(cfg kafka.Config, newState func() State, log *slog.Logger) *stateStore {
@@ -47,12 +49,18 @@ func (s *stateStore) reset() {
 	clear(s.users)
 }
 
+// ensure restores partition's users if they are not in memory yet.
+func (s *stateStore) ensure(ctx context.Context, partition int32) error {
+	if s.restored[partition] {
+		return nil
+	}
+	return s.restore(ctx, partition)
+}
+
 // get returns the state of key, restoring its partition first if needed.
 func (s *stateStore) get(ctx context.Context, partition int32, key string) (State, error) {
-	if !s.restored[partition] {
-		if err := s.restore(ctx, partition); err != nil {
-			return nil, err
-		}
+	if err := s.ensure(ctx, partition); err != nil {
+		return nil, err
 	}
 	st, ok := s.users[key]
 	if !ok {
@@ -83,6 +91,9 @@ func (s *stateStore) restore(ctx context.Context, partition int32) error {
 	start := time.Now()
 	cl, err := kgo.NewClient(append(kafka.ClientOpts(s.cfg, s.log, "moat-scorer-restore"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		// Transaction markers come through as control records, so the
+		// read position always reaches the end offset below.
+		kgo.KeepControlRecords(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.TopicScorerState: {partition: kgo.NewOffset().AtStart()}}),
 	)...)
 	if err != nil {
@@ -99,31 +110,24 @@ func (s *stateStore) restore(ctx context.Context, partition int32) error {
 		return fmt.Errorf("scorer: changelog end offset of partition %d: %v", partition, end.Err)
 	}
 	n := 0
-	// Aborted records and transaction markers are never returned, so a
-	// tail of them shows up as empty fetches: two in a row end the restore.
-	for next, empty := int64(0), 0; next < end.Offset && empty < 2; {
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := cl.PollFetches(pctx)
-		cancel()
+	// Every offset below the end is a committed record or a transaction
+	// marker (kept as a control record); aborted records are skipped but
+	// are always followed by their abort marker.
+	for next := int64(0); next < end.Offset; {
+		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) {
-			if !errors.Is(err, context.DeadlineExceeded) {
-				ferr = err
-			}
-		})
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
 		if ferr != nil {
 			return fmt.Errorf("scorer: read changelog partition %d: %w", partition, ferr)
 		}
-		if fs.NumRecords() == 0 {
-			empty++
-			continue
-		}
-		empty = 0
 		fs.EachRecord(func(r *kgo.Record) {
 			next = r.Offset + 1
+			if r.Attrs.IsControl() {
+				return
+			}
 			if len(r.Value) == 0 {
 				delete(s.users, string(r.Key))
 				return

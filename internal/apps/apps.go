@@ -31,6 +31,10 @@ type App struct {
 	Webhooks []Webhook `yaml:"webhooks,omitempty" json:"webhooks,omitempty"`
 	// Risk tunes the synchronous risk, filter and authenticate calls.
 	Risk RiskSettings `yaml:"risk,omitempty" json:"risk,omitempty"`
+	// Policy is the app's risk policy (ordered rules; see
+	// docs/signals.md), kept as parsed YAML/JSON and compiled by the
+	// scorer. Empty: Castle's bands.
+	Policy map[string]any `yaml:"policy,omitempty" json:"policy,omitempty"`
 }
 
 // RiskSettings say how long a scored call waits for its decision and what

@@ -41,6 +41,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		pf        projectorFlags
 		inf       ingestFlags
 		sf        scorerFlags
+		ef        enrichmentFlags
 		dataDir   string
 		kafkaPort int
 		chPort    int
@@ -52,6 +53,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 	pf.register(fs)
 	inf.register(fs)
 	sf.register(fs)
+	ef.register(fs)
 	fs.StringVar(&dataDir, "data-dir", "./.moat", "where the embedded Kafka, ClickHouse and generated secrets live")
 	fs.IntVar(&kafkaPort, "kafka-port", 19092, "port of the embedded Kafka (127.0.0.1); 0 picks a free one")
 	fs.IntVar(&chPort, "clickhouse-port", 19000, "native port of the local ClickHouse started when --clickhouse-addr is empty; 0 picks a free one")
@@ -62,7 +64,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		}
 		d := &devStack{log: log, dataDir: dataDir}
 		defer d.close()
-		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, kafkaPort: kafkaPort, chPort: chPort})
+		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, kafkaPort: kafkaPort, chPort: chPort})
 	}
 }
 
@@ -73,6 +75,7 @@ type devOptions struct {
 	pf        projectorFlags
 	inf       ingestFlags
 	sf        scorerFlags
+	ef        enrichmentFlags
 	kafkaPort int
 	chPort    int
 }
@@ -115,7 +118,15 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 			return err
 		}
 	}
-	decider, err := newDecider(key)
+	pol, err := policies(reg)
+	if err != nil {
+		return err
+	}
+	enr, err := o.ef.open(log)
+	if err != nil {
+		return err
+	}
+	decider, err := newDecider(key, enr, pol)
 	if err != nil {
 		return err
 	}

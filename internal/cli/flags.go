@@ -187,6 +187,20 @@ func (s *scorerFlags) register(fs *flag.FlagSet) {
 	s.registerKey(fs)
 }
 
+// enrichmentFlags locate the offline data files scripts/fetch-data.sh
+// fetches (its paths.env sets exactly these variables).
+type enrichmentFlags struct {
+	cityV4, cityV6, asn, crawlers, disposable string
+}
+
+func (e *enrichmentFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&e.cityV4, "geoip-city-v4", "", "IPv4 city mmdb (ip-location-db dbip-city or a commercial DB-IP/MaxMind city file); empty: no geolocation")
+	fs.StringVar(&e.cityV6, "geoip-city-v6", "", "IPv6 city mmdb")
+	fs.StringVar(&e.asn, "geoip-asn", "", "ASN mmdb (built by scripts/fetch-data.sh, or GeoLite2-ASN layout); empty: no ASN data")
+	fs.StringVar(&e.crawlers, "crawler-user-agents", "", "crawler-user-agents JSON list; empty: a built-in list of common bots")
+	fs.StringVar(&e.disposable, "disposable-email-domains", "", "disposable email domains (JSON array or one per line); empty: a built-in list")
+}
+
 func (s *scorerFlags) registerKey(fs *flag.FlagSet) {
 	fs.StringVar(&s.deviceKey, "device-key", "", "secret key (at least 32 bytes) for device fingerprints and tokens; never change it")
 	fs.StringVar(&s.deviceKeyFile, "device-key-file", "", "file holding the device key (instead of --device-key)")

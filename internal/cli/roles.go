@@ -21,7 +21,6 @@ import (
 	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/kafka"
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
@@ -104,18 +103,6 @@ func openClickHouse(ctx context.Context, f clickhouseFlags, log *slog.Logger) (d
 	return chstore.Open(ctx, chstore.Options{Addr: f.addr, Database: "", Username: f.user, Password: f.password, Logger: log})
 }
 
-func newDecider(key []byte) (*scorer.Decider, error) {
-	ua, err := useragent.New(0)
-	if err != nil {
-		return nil, err
-	}
-	fp, err := fingerprint.New(key)
-	if err != nil {
-		return nil, err
-	}
-	return scorer.NewDecider(ua, fp), nil
-}
-
 func ensureTopics(ctx context.Context, kcfg kafka.Config, log *slog.Logger) error {
 	cl, err := kgo.NewClient(kafka.ClientOpts(kcfg, log, "moat-admin")...)
 	if err != nil {
@@ -188,13 +175,17 @@ func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
 func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 	fs := flag.NewFlagSet("scorer", flag.ContinueOnError)
 	var (
-		lf logFlags
-		kf kafkaFlags
-		sf scorerFlags
+		lf       logFlags
+		kf       kafkaFlags
+		sf       scorerFlags
+		ef       enrichmentFlags
+		appsFile string
 	)
 	lf.register(fs)
 	kf.register(fs)
 	sf.register(fs)
+	ef.register(fs)
+	fs.StringVar(&appsFile, "apps-file", "", "apps file with the apps' risk policies (optional: without it every app uses Castle's bands)")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
 		if err != nil {
@@ -204,7 +195,21 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err != nil {
 			return err
 		}
-		d, err := newDecider(key)
+		var reg *apps.Registry
+		if appsFile != "" {
+			if reg, err = apps.Load(appsFile); err != nil {
+				return err
+			}
+		}
+		pol, err := policies(reg)
+		if err != nil {
+			return err
+		}
+		enr, err := ef.open(log)
+		if err != nil {
+			return err
+		}
+		d, err := newDecider(key, enr, pol)
 		if err != nil {
 			return err
 		}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func TestRiskFilterAuthenticateShapes(t *testing.T) {
 		{"authenticate", "/v1/authenticate", `{"event":"$login.succeeded","user_id":"u1","context":{"ip":"203.0.113.7","client_id":"c1","headers":{"User-Agent":"curl/8"}}}`,
 			201, "action,device_token,policy,risk,risk_policy,signals,user_id"},
 		{"risk expanded", "/v1/risk", riskBody("u1", "tok-3", `,"expand":["all"]`), 201,
-			"authenticated,contributions,created_at,device,endpoint,id,ip,metrics,policy,properties,risk,scores,signals,status,type,user"},
+			"authenticated,contributions,created_at,device,email,endpoint,id,ip,metrics,policy,properties,risk,scores,signals,status,type,user"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,4 +136,60 @@ func TestRiskDeadline(t *testing.T) {
 	s.StartScorer()
 	s.WaitEvents("app-b", 1, 30*time.Second)
 	s.WaitEvents("app-c", 1, 30*time.Second)
+}
+
+func signalsOf(t *testing.T, body string) map[string]bool {
+	t.Helper()
+	var r struct {
+		Signals map[string]json.RawMessage `json:"signals"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); err != nil {
+		t.Fatalf("%v: %s", err, body)
+	}
+	out := map[string]bool{}
+	for k := range r.Signals {
+		out[k] = true
+	}
+	return out
+}
+
+// TestScorerStateSurvivesRestart: the scorer learns a user's device, is
+// restarted (its memory gone), restores the user from the changelog, and
+// still knows the device; a different device is new.
+func TestScorerStateSurvivesRestart(t *testing.T) {
+	s := stacktest.New(t, stacktest.Options{})
+	a := stacktest.Secret("app-a")
+	login := func(user, ua, token string) map[string]bool {
+		body := fmt.Sprintf(`{"type":"$login","status":"$succeeded","user":{"id":%q,"email":"alice@example.com"},"request_token":%q,
+			"context":{"ip":"203.0.113.7","headers":{"User-Agent":%q,"Accept-Language":"en-US","Accept":"*/*"}}}`, user, token, ua)
+		for attempt := 0; ; attempt++ {
+			code, resp := s.Post("/v1/risk", a, body)
+			if code == 201 {
+				return signalsOf(t, resp)
+			}
+			// While a restarted scorer joins the group, calls time out
+			// (and are scored anyway); the app retries.
+			if code != 503 || attempt == 40 {
+				t.Fatalf("%d %s", code, resp)
+			}
+		}
+	}
+	for i := 0; i < 3; i++ {
+		login("alice", chromeUA, fmt.Sprintf("t%d", i))
+	}
+	if os.Getenv("NORESTART") == "" {
+		s.StopScorer()
+		s.StartScorer()
+	}
+	// Wait until the new scorer answers, with another user's login.
+	login("warmup", chromeUA, "t-warmup")
+	firefox := "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
+	// Only a scorer that restored alice's history can tell Firefox is new
+	// to her: a user without history gets no new_* signals.
+	if sig := login("alice", firefox, "t-new"); !sig["new_device"] {
+		t.Errorf("a new device was not flagged after the restart (history lost?): %v", sig)
+	}
+	if sig := login("alice", chromeUA, "t-known"); sig["new_device"] {
+		t.Errorf("a known device was flagged new after the restart: %v", sig)
+	}
 }

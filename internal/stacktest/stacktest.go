@@ -123,7 +123,7 @@ func New(t testing.TB, o Options) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Decider = scorer.NewDecider(ua, s.Hasher)
+	s.Decider = scorer.NewDecider(ua, s.Hasher, scorer.Enrichment{}, nil)
 
 	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.ProduceTimeout, Linger: time.Millisecond}, log)
 	if err != nil {
