@@ -23,6 +23,9 @@ var eventColumns = []string{
 	"ua_raw", "ua_browser", "ua_browser_version", "ua_browser_type", "ua_engine",
 	"ua_os", "ua_os_version", "ua_platform", "ua_device_family", "ua_device_brand", "ua_device_model", "ua_device_type",
 	"risk", "action", "kafka_partition", "kafka_offset", "version",
+	"score_account_takeover", "score_account_abuse", "score_bot", "signals",
+	"policy_id", "policy_name", "policy_revision_id", "contribution_names", "contribution_values",
+	"ip_country", "ip_city", "ip_asn", "ip_isp", "ip_datacenter", "email_domain", "email_disposable", "trusted",
 }
 
 // insertEvents is the INSERT statement for a batch of event rows.
@@ -64,6 +67,27 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 	}
 	received := ev.ReceivedAt.UTC()
 	ua := d.Device.UserAgent
+	var policyID, policyName, policyRev string
+	if p := d.Policy; p != nil {
+		policyID, policyName, policyRev = p.ID, p.Name, p.RevisionID
+	}
+	cNames := make([]string, len(d.Contributions))
+	cValues := make([]float64, len(d.Contributions))
+	for i, c := range d.Contributions {
+		cNames[i], cValues[i] = c.Name, c.Value
+	}
+	var ip schemas.IPInfo
+	if d.IP != nil {
+		ip = *d.IP
+	}
+	var email schemas.EmailInfo
+	if d.Email != nil {
+		email = *d.Email
+	}
+	signals := d.Signals
+	if signals == nil {
+		signals = []string{}
+	}
 	return []any{
 		ev.AppID, id, string(ev.Kind), ev.Type, ev.Status, ev.Name, ev.LegacyEvent,
 		ev.User.ID, ev.User.Email, string(ev.User.Traits),
@@ -73,5 +97,15 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 		ua.Raw, ua.Browser, ua.BrowserVersion, ua.BrowserType, ua.Engine,
 		ua.OS, ua.OSVersion, ua.Platform, ua.DeviceFamily, ua.DeviceBrand, ua.DeviceModel, ua.DeviceType,
 		d.Risk, d.Action, partition, offset, uint64(d.V),
+		d.Scores.AccountTakeover, d.Scores.AccountAbuse, d.Scores.Bot, signals,
+		policyID, policyName, policyRev, cNames, cValues,
+		ip.CountryCode, ip.City, ip.ASN, ip.ISP, boolByte(ip.Datacenter), email.Domain, boolByte(email.Disposable), boolByte(d.Trusted),
 	}, nil
+}
+
+func boolByte(b bool) uint8 {
+	if b {
+		return 1
+	}
+	return 0
 }

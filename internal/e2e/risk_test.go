@@ -83,8 +83,13 @@ func TestRiskFilterAuthenticateShapes(t *testing.T) {
 			}
 		})
 	}
-	// Scored calls are kept in the timeline like every other call.
+	// Scored calls are kept in the timeline like every other call, with
+	// their decision.
 	s.WaitEvents("app-a", uint64(len(tests)), 20*time.Second)
+	if n := s.Count(`SELECT count() FROM events FINAL WHERE app_id = 'app-a' AND kind IN ('risk', 'filter', 'authenticate')
+		AND action != '' AND policy_id != '' AND policy_revision_id != '' AND length(contribution_names) > 0`); n != uint64(len(tests)) {
+		t.Errorf("%d decisions with action, policy and contributions in ClickHouse, want %d", n, len(tests))
+	}
 }
 
 // TestRiskValidation: Castle's 422s for scored calls.
