@@ -30,6 +30,7 @@ import (
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/moat-dev/moat/scorer/fingerprint"
+	"github.com/moat-dev/moat/webhooker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -54,6 +55,9 @@ type Options struct {
 	// Persist keeps the broker's log in a directory, so RestartBroker can
 	// stop it and start it again with every record.
 	Persist bool
+	// WebhookURL, when set, gives app-a a webhook endpoint there (loopback
+	// allowed) and runs a webhooker.
+	WebhookURL string
 }
 
 // Stack is one running pipeline.
@@ -73,6 +77,7 @@ type Stack struct {
 	workers map[string]*worker
 	dataDir string
 	port    int
+	apps    *apps.Registry
 }
 
 type worker struct {
@@ -111,10 +116,15 @@ func New(t testing.TB, o Options) *Stack {
 		t.Fatalf("stacktest: %v", err)
 	}
 
-	reg, err := apps.New(Apps)
+	list := append([]apps.App(nil), Apps...)
+	if o.WebhookURL != "" {
+		list[0].Webhooks = []apps.Webhook{{ID: "hook", URL: o.WebhookURL, AllowPrivate: true}}
+	}
+	reg, err := apps.New(list)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.apps = reg
 	s.Hasher, err = fingerprint.New(DeviceKey)
 	if err != nil {
 		t.Fatal(err)
@@ -149,6 +159,9 @@ func New(t testing.TB, o Options) *Stack {
 	if !o.NoWorkers {
 		s.StartScorer()
 		s.StartProjector()
+		if o.WebhookURL != "" {
+			s.StartWebhooker()
+		}
 	}
 	return s
 }
@@ -235,6 +248,19 @@ func (s *Stack) StartProjector() {
 		s.t.Fatal(err)
 	}
 	s.start("projector", w.Run)
+}
+
+// StartWebhooker starts a webhooker logging its attempts to ClickHouse,
+// retrying after 1 s and 2 s.
+func (s *Stack) StartWebhooker() {
+	cfg := webhooker.DefaultConfig()
+	cfg.Kafka = s.Kafka
+	cfg.Schedule = []time.Duration{time.Second, 2 * time.Second}
+	w, err := webhooker.New(cfg, s.apps, webhooker.NewClickHouseLog(s.Conn, s.DB), s.Log)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.start("webhooker", w.Run)
 }
 
 // StopProjector stops the projector and waits for it.
