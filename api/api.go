@@ -24,19 +24,25 @@ import (
 type Handler struct {
 	store *Store
 	fp    *fingerprint.Hasher
+	out   Appender
 	log   *slog.Logger
 }
 
 // NewHandler returns the api routes' handler. fp recomputes the fingerprint
-// of a client id so that the caller's current device can be marked.
-func NewHandler(store *Store, fp *fingerprint.Hasher, log *slog.Logger) *Handler {
-	return &Handler{store: store, fp: fp, log: log.With("role", "api")}
+// of a client id so that the caller's current device can be marked. out
+// appends commands to the log; nil leaves the command routes out.
+func NewHandler(store *Store, fp *fingerprint.Hasher, out Appender, log *slog.Logger) *Handler {
+	return &Handler{store: store, fp: fp, out: out, log: log.With("role", "api")}
 }
 
 // Routes registers the api routes on g, which must authenticate apps.
 func (h *Handler) Routes(g *echo.Group) {
 	g.GET("/v1/users/:user_id/devices", h.userDevices)
 	g.GET("/v1/devices/:device_token", h.device)
+	if h.out != nil {
+		g.PUT("/v1/devices/:device_token/approve", h.feedback(schemas.KindDeviceApprove))
+		g.PUT("/v1/devices/:device_token/report", h.feedback(schemas.KindDeviceReport))
+	}
 }
 
 var errNotFound = &httpapi.Error{Status: http.StatusNotFound, Type: "not_found", Message: "Not found"}
@@ -149,10 +155,26 @@ type deviceRow struct {
 	LastIP                     string
 	UA                         schemas.UserAgent
 	EventCount                 uint64
+	Feedback                   feedback
+}
+
+// feedback is the latest approve and report of a device.
+type feedback struct {
+	ApprovedMs, ReportedMs uint64
+	// Latest is "approve", "report" or empty.
+	Latest string
 }
 
 func msTime(ms uint64) string {
 	return time.UnixMilli(int64(ms)).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+}
+
+func msTimePtr(ms uint64) *string {
+	if ms == 0 {
+		return nil
+	}
+	s := msTime(ms)
+	return &s
 }
 
 func (r deviceRow) device(currentFingerprint string) Device {
@@ -167,8 +189,16 @@ func (r deviceRow) device(currentFingerprint string) Device {
 	if family == "" || family == "Other" {
 		family = "Unknown"
 	}
+	var risk float64
+	switch r.Feedback.Latest {
+	case "report":
+		risk = 1
+	}
 	return Device{
 		Token:       r.Token,
+		Risk:        risk,
+		ApprovedAt:  msTimePtr(r.Feedback.ApprovedMs),
+		EscalatedAt: msTimePtr(r.Feedback.ReportedMs),
 		UserID:      r.UserID,
 		CreatedAt:   msTime(r.FirstSeenMs),
 		LastSeenAt:  msTime(r.LastSeenMs),
@@ -210,7 +240,11 @@ const deviceColumns = `user_id, device_token, anyMerge(fingerprint), minMerge(fi
 func (s *Store) UserDevices(ctx context.Context, appID, userID string) ([]deviceRow, error) {
 	q := fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND user_id = ?
 		GROUP BY user_id, device_token ORDER BY last_seen DESC, device_token LIMIT 1000`, deviceColumns, schemas.QuoteIdent(s.database))
-	return s.query(ctx, q, appID, userID)
+	rows, err := s.query(ctx, q, appID, userID)
+	if err != nil {
+		return nil, err
+	}
+	return rows, s.withFeedback(ctx, appID, userID, rows)
 }
 
 // Device returns one device of the app by token.
@@ -224,7 +258,46 @@ func (s *Store) Device(ctx context.Context, appID, token string) (deviceRow, err
 	if len(rows) == 0 {
 		return deviceRow{}, ErrNotFound
 	}
+	if err := s.withFeedback(ctx, appID, rows[0].UserID, rows[:1]); err != nil {
+		return deviceRow{}, err
+	}
 	return rows[0], nil
+}
+
+// withFeedback fills the latest approve and report of each of a user's
+// devices.
+func (s *Store) withFeedback(ctx context.Context, appID, userID string, rows []deviceRow) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	q := fmt.Sprintf(`SELECT target_device_token, argMax(kind, received_at_ms),
+		maxIf(received_at_ms, kind = 'device.approve'), maxIf(received_at_ms, kind = 'device.report')
+		FROM %s.events WHERE app_id = ? AND user_id = ? AND kind IN ('device.approve', 'device.report')
+		GROUP BY target_device_token`, schemas.QuoteIdent(s.database))
+	res, err := s.conn.Query(ctx, q, appID, userID)
+	if err != nil {
+		return fmt.Errorf("api: query device feedback: %w", err)
+	}
+	defer res.Close()
+	byToken := map[string]feedback{}
+	for res.Next() {
+		var token, kind string
+		var f feedback
+		if err := res.Scan(&token, &kind, &f.ApprovedMs, &f.ReportedMs); err != nil {
+			return fmt.Errorf("api: scan device feedback: %w", err)
+		}
+		f.Latest = strings.TrimPrefix(kind, "device.")
+		byToken[token] = f
+	}
+	if err := res.Err(); err != nil {
+		return fmt.Errorf("api: read device feedback: %w", err)
+	}
+	for i := range rows {
+		rows[i].Feedback = byToken[rows[i].Token]
+	}
+	return nil
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]deviceRow, error) {

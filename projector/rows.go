@@ -26,6 +26,7 @@ var eventColumns = []string{
 	"score_account_takeover", "score_account_abuse", "score_bot", "signals",
 	"policy_id", "policy_name", "policy_revision_id", "contribution_names", "contribution_values",
 	"ip_country", "ip_city", "ip_asn", "ip_isp", "ip_datacenter", "email_domain", "email_disposable", "trusted",
+	"target_device_token",
 }
 
 // insertEvents is the INSERT statement for a batch of event rows.
@@ -84,6 +85,10 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 	if d.Email != nil {
 		email = *d.Email
 	}
+	token, fp, target := d.Device.Token, d.Device.Fingerprint, ""
+	if ev.Kind == schemas.KindDeviceApprove || ev.Kind == schemas.KindDeviceReport {
+		token, fp, target = "", "", d.Device.Token
+	}
 	signals := d.Signals
 	if signals == nil {
 		signals = []string{}
@@ -93,13 +98,14 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 		ev.User.ID, ev.User.Email, string(ev.User.Traits),
 		ev.Context.IP, names, values, ev.Context.RequestToken, ev.Context.ClientID, library,
 		string(ev.Properties), extra, createdAt, received.Truncate(time.Second), uint64(received.UnixMilli()),
-		d.Device.Token, d.Device.Fingerprint,
+		token, fp,
 		ua.Raw, ua.Browser, ua.BrowserVersion, ua.BrowserType, ua.Engine,
 		ua.OS, ua.OSVersion, ua.Platform, ua.DeviceFamily, ua.DeviceBrand, ua.DeviceModel, ua.DeviceType,
 		d.Risk, d.Action, partition, offset, uint64(d.V),
 		d.Scores.AccountTakeover, d.Scores.AccountAbuse, d.Scores.Bot, signals,
 		policyID, policyName, policyRev, cNames, cValues,
 		ip.CountryCode, ip.City, ip.ASN, ip.ISP, boolByte(ip.Datacenter), email.Domain, boolByte(email.Disposable), boolByte(d.Trusted),
+		target,
 	}, nil
 }
 

@@ -28,12 +28,16 @@ const (
 	KindRisk         Kind = "risk"
 	KindFilter       Kind = "filter"
 	KindAuthenticate Kind = "authenticate"
+	// Device feedback commands (Castle's devices API): the app approves
+	// (trusts) or reports (flags as compromised) one of the user's devices.
+	KindDeviceApprove Kind = "device.approve"
+	KindDeviceReport  Kind = "device.report"
 )
 
 // Known reports whether k is a kind this build understands.
 func (k Kind) Known() bool {
 	switch k {
-	case KindTrack, KindIdentify, KindLog, KindRisk, KindFilter, KindAuthenticate:
+	case KindTrack, KindIdentify, KindLog, KindRisk, KindFilter, KindAuthenticate, KindDeviceApprove, KindDeviceReport:
 		return true
 	}
 	return false
@@ -79,6 +83,8 @@ type Event struct {
 	SentAt    *time.Time `json:"sent_at,omitempty"`
 	// ReceivedAt is when ingest accepted the call (UTC, millisecond precision).
 	ReceivedAt time.Time `json:"received_at"`
+	// Device names the device a command is about (device kinds only).
+	Device *DeviceRef `json:"device,omitempty"`
 	// ReplyTo names the ingest instance waiting for this event's decision
 	// (risk, filter and authenticate calls); the scorer then also writes the
 	// decision to TopicReplies.
@@ -107,6 +113,12 @@ type Context struct {
 	ClientID string `json:"client_id,omitempty"`
 	// Library is the server SDK that sent the call.
 	Library *Library `json:"library,omitempty"`
+}
+
+// DeviceRef identifies a device in a command.
+type DeviceRef struct {
+	Token       string `json:"token"`
+	Fingerprint string `json:"fingerprint"`
 }
 
 // Library names the server SDK that sent a call.

@@ -61,6 +61,9 @@ func (d *Decider) NewState() State { return &UserState{} }
 // Decide derives the decision for one event, folds the event into the
 // user's state, and returns the notifications it raises.
 func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []schemas.Notification) {
+	if ev.Kind == schemas.KindDeviceApprove || ev.Kind == schemas.KindDeviceReport {
+		return d.feedback(ev, st)
+	}
 	raw, _ := ev.Context.Header("user-agent")
 	if raw == "true" { // scrubbed by the SDK
 		raw = ""
@@ -92,6 +95,7 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 	if p, ok := d.policies[ev.AppID]; ok {
 		in.Policy = p
 	}
+	in.Trusted, in.Reported = st.feedbackOf(fp)
 	a := d.engine.Assess(&st.Risk, in)
 
 	dec := schemas.Decision{
@@ -123,6 +127,30 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		applyTestToken(&dec, ev.Context.RequestToken)
 	}
 	return dec, d.notifications(&dec, st)
+}
+
+// feedback applies a device command: later events from the device are
+// scored as trusted (approve: takeover risk 0) or compromised (report: risk
+// 1.0) until newer feedback overwrites it. A report raises
+// $incident.confirmed.
+func (d *Decider) feedback(ev *schemas.Event, st *UserState) (schemas.Decision, []schemas.Notification) {
+	dec := schemas.Decision{V: schemas.DecisionVersion, Event: *ev}
+	if ev.Device == nil || ev.Device.Fingerprint == "" {
+		return dec, nil
+	}
+	dec.Device = schemas.Device{Token: ev.Device.Token, Fingerprint: ev.Device.Fingerprint}
+	approved := ev.Kind == schemas.KindDeviceApprove
+	st.setFeedback(ev.Device.Fingerprint, approved, ev.ReceivedAt.UnixMilli())
+	if approved {
+		dec.Trusted = true
+		return dec, nil
+	}
+	dec.Risk = 1
+	dec.Scores.AccountTakeover = 1
+	if !st.notify("report", ev.Device.Fingerprint) {
+		return dec, nil
+	}
+	return dec, []schemas.Notification{NewNotification(schemas.NotifyIncidentConfirmed, &dec)}
 }
 
 // eventEmail is the email the event is about: the user's, or the filter
@@ -175,7 +203,7 @@ func NewNotification(typ string, dec *schemas.Decision) schemas.Notification {
 		"id":           id,
 		"device_token": dec.Device.Token,
 		"user_id":      ev.User.ID,
-		"trigger":      ev.Type + "." + strings.TrimPrefix(ev.Status, "$"),
+		"trigger":      trigger(ev),
 		"context":      notificationContext(dec),
 	}
 	if dec.Policy != nil {
@@ -187,6 +215,18 @@ func NewNotification(typ string, dec *schemas.Decision) schemas.Notification {
 		CreatedAt: ev.ReceivedAt.UTC().Truncate(time.Millisecond), UserID: ev.User.ID,
 		DeviceToken: dec.Device.Token, EventID: ev.ID, Data: b,
 	}
+}
+
+// trigger names what caused a notification: the event ("$login.succeeded")
+// or the command ("$device.report").
+func trigger(ev *schemas.Event) string {
+	if ev.Type == "" {
+		return "$" + string(ev.Kind)
+	}
+	if ev.Status == "" {
+		return ev.Type
+	}
+	return ev.Type + "." + strings.TrimPrefix(ev.Status, "$")
 }
 
 func notificationContext(dec *schemas.Decision) map[string]any {
@@ -245,12 +285,56 @@ type UserState struct {
 	// notified holds hashes of (type, fingerprint) already notified, most
 	// recent last, at most maxNotified.
 	notified []uint64
+	// feedback is the latest approve/report per device, most recent last,
+	// at most maxFeedback.
+	feedback []deviceFeedback
+}
+
+type deviceFeedback struct {
+	fp       uint64
+	approved bool
+	atMs     int64
 }
 
 const (
 	maxNotified  = 32
-	stateVersion = 1
+	maxFeedback  = 16
+	stateVersion = 2
 )
+
+func fpHash(fp string) uint64 {
+	h := sha1.Sum([]byte(fp))
+	return binary.LittleEndian.Uint64(h[:8])
+}
+
+// setFeedback records the latest feedback on a device.
+func (s *UserState) setFeedback(fp string, approved bool, atMs int64) {
+	k := fpHash(fp)
+	for i, f := range s.feedback {
+		if f.fp == k {
+			s.feedback = append(s.feedback[:i], s.feedback[i+1:]...)
+			break
+		}
+	}
+	s.feedback = append(s.feedback, deviceFeedback{fp: k, approved: approved, atMs: atMs})
+	if len(s.feedback) > maxFeedback {
+		s.feedback = s.feedback[len(s.feedback)-maxFeedback:]
+	}
+}
+
+// feedbackOf says whether the device is approved or reported.
+func (s *UserState) feedbackOf(fp string) (trusted, reported bool) {
+	if fp == "" {
+		return false, false
+	}
+	k := fpHash(fp)
+	for _, f := range s.feedback {
+		if f.fp == k {
+			return f.approved, !f.approved
+		}
+	}
+	return false, false
+}
 
 // notify records that typ fired for fingerprint and reports whether it is
 // the first time.
@@ -284,16 +368,28 @@ func (s *UserState) MarshalBinary() ([]byte, error) {
 	for _, n := range s.notified {
 		b = binary.LittleEndian.AppendUint64(b, n)
 	}
+	b = binary.AppendUvarint(b, uint64(len(s.feedback)))
+	for _, f := range s.feedback {
+		b = binary.LittleEndian.AppendUint64(b, f.fp)
+		a := byte(0)
+		if f.approved {
+			a = 1
+		}
+		b = append(b, a)
+		b = binary.AppendVarint(b, f.atMs)
+	}
 	return b, nil
 }
 
 var errCorruptState = errors.New("scorer: corrupt user state")
 
-// UnmarshalBinary decodes MarshalBinary's output.
+// UnmarshalBinary decodes MarshalBinary's output (version 1 had no
+// feedback section).
 func (s *UserState) UnmarshalBinary(b []byte) error {
-	if len(b) < 1 || b[0] != stateVersion {
+	if len(b) < 1 || b[0] < 1 || b[0] > stateVersion {
 		return errCorruptState
 	}
+	version := b[0]
 	b = b[1:]
 	n, k := binary.Uvarint(b)
 	if k <= 0 || uint64(len(b)-k) < n {
@@ -304,13 +400,38 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 	}
 	b = b[k+int(n):]
 	m, k := binary.Uvarint(b)
-	if k <= 0 || m > maxNotified || uint64(len(b)-k) != 8*m {
+	if k <= 0 || m > maxNotified || uint64(len(b)-k) < 8*m {
 		return errCorruptState
 	}
 	b = b[k:]
 	s.notified = make([]uint64, m)
 	for i := range s.notified {
 		s.notified[i] = binary.LittleEndian.Uint64(b[8*i:])
+	}
+	b = b[8*m:]
+	s.feedback = nil
+	if version >= 2 {
+		f, k := binary.Uvarint(b)
+		if k <= 0 || f > maxFeedback {
+			return errCorruptState
+		}
+		b = b[k:]
+		for i := uint64(0); i < f; i++ {
+			if len(b) < 9 {
+				return errCorruptState
+			}
+			fb := deviceFeedback{fp: binary.LittleEndian.Uint64(b), approved: b[8] == 1}
+			at, k := binary.Varint(b[9:])
+			if k <= 0 {
+				return errCorruptState
+			}
+			fb.atMs = at
+			b = b[9+k:]
+			s.feedback = append(s.feedback, fb)
+		}
+	}
+	if len(b) != 0 {
+		return errCorruptState
 	}
 	return nil
 }

@@ -196,7 +196,7 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	e.Use(httpapi.Authenticate(reg))
 	authed := e.Group("")
 	ingest.NewHandler(prod, replies, log).Routes(authed)
-	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, log).Routes(authed)
+	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, prod, log).Routes(authed)
 
 	ln, err := listen(o.hf.addr)
 	if err != nil {

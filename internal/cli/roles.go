@@ -342,15 +342,19 @@ func SignalContext() (context.Context, context.CancelFunc) {
 func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 	fs := flag.NewFlagSet("api", flag.ContinueOnError)
 	var (
-		lf logFlags
-		cf clickhouseFlags
-		hf httpFlags
-		sf scorerFlags
+		lf  logFlags
+		kf  kafkaFlags
+		cf  clickhouseFlags
+		hf  httpFlags
+		sf  scorerFlags
+		inf ingestFlags
 	)
 	lf.register(fs)
+	kf.register(fs)
 	cf.register(fs, "127.0.0.1:9000")
 	hf.register(fs, "127.0.0.1:8081")
 	sf.registerKey(fs)
+	inf.register(fs)
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
 		if err != nil {
@@ -373,10 +377,20 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		defer conn.Close()
+		kcfg := kf.config()
+		if err := ensureTopics(ctx, kcfg, log); err != nil {
+			return err
+		}
+		// Commands (approve, report) are appended to the log like events.
+		prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: inf.produceTimeout, Linger: inf.linger}, log)
+		if err != nil {
+			return err
+		}
+		defer prod.Close()
 		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit}, log)
-		healthRoutes(e, probe{"clickhouse", conn.Ping})
+		healthRoutes(e, probe{"clickhouse", conn.Ping}, probe{"kafka", prod.Ping})
 		e.Use(httpapi.Authenticate(reg))
-		api.NewHandler(api.NewStore(conn, cf.database), hasher, log).Routes(e.Group(""))
+		api.NewHandler(api.NewStore(conn, cf.database), hasher, prod, log).Routes(e.Group(""))
 		ln, err := listen(hf.addr)
 		if err != nil {
 			return err

@@ -151,7 +151,7 @@ func New(t testing.TB, o Options) *Stack {
 	go func() { defer close(rdone); _ = replies.Run(rctx) }()
 	t.Cleanup(func() { rcancel(); <-rdone })
 	ingest.NewHandler(prod, replies, log).Routes(authed)
-	api.NewHandler(api.NewStore(conn, db), s.Hasher, log).Routes(authed)
+	api.NewHandler(api.NewStore(conn, db), s.Hasher, prod, log).Routes(authed)
 	srv := httptest.NewServer(e)
 	s.URL = srv.URL
 	t.Cleanup(func() { srv.Close(); prod.Close() })
