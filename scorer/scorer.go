@@ -11,9 +11,9 @@ package scorer
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	json "github.com/goccy/go-json"
 	"log/slog"
 	"strconv"
 	"sync"

@@ -2,12 +2,14 @@ package chstore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
 	"github.com/moat-dev/moat/schemas"
 )
@@ -110,7 +112,26 @@ func Applied(ctx context.Context, conn driver.Conn, database string) ([]int, err
 func exec(ctx context.Context, conn driver.Conn, stmt string) error {
 	ctx, cancel := withDefaultTimeout(ctx, statementTimeout)
 	defer cancel()
-	return conn.Exec(ctx, stmt)
+	err := conn.Exec(ctx, stmt)
+	if err != nil && addsColumn(stmt) && isDuplicateColumn(err) {
+		// ClickHouse 18.16 has no ADD COLUMN IF NOT EXISTS: a migration
+		// that adds one column per statement is idempotent this way.
+		return nil
+	}
+	return err
+}
+
+// addsColumn reports whether stmt is an ALTER TABLE adding exactly one
+// column (the only kind of ALTER a migration may repeat).
+func addsColumn(stmt string) bool {
+	u := strings.ToUpper(stmt)
+	return strings.HasPrefix(strings.TrimSpace(u), "ALTER TABLE") && strings.Count(u, "ADD COLUMN") == 1
+}
+
+// isDuplicateColumn reports ClickHouse's DUPLICATE_COLUMN (code 44).
+func isDuplicateColumn(err error) bool {
+	var ex *proto.Exception
+	return errors.As(err, &ex) && ex.Code == 44
 }
 
 // record inserts m's row into schema_migrations. Through PrepareBatch with an

@@ -36,6 +36,7 @@ func Commands() []Command {
 		{"webhooker", "run the webhooker role (incidents -> webhooks)", webhookerCommand},
 		{"webhooks", "webhooks replay: send dead-lettered webhook deliveries again", webhooksCommand},
 		{"healthcheck", "probe a URL (exit 0 on 200), for container health checks", healthcheckCommand},
+		{"load", "drive Castle-style traffic at a running Moat and report throughput, latency and lag", loadCommand},
 		{"migrate", "apply ClickHouse migrations and exit", migrateCommand},
 		{"broker", "run the embedded Kafka-protocol broker (kfake) on its own", brokerCommand},
 	}

@@ -45,8 +45,12 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		dataDir   string
 		kafkaPort int
 		chPort    int
+		debugAddr string
+		kafkaSync bool
 	)
 	lf.register(fs)
+	fs.BoolVar(&kafkaSync, "kafka-sync", false, "fsync every batch the embedded Kafka writes (survives a machine crash, not only a process crash)")
+	fs.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (empty: off)")
 	kf.registerTopics(fs)
 	cf.register(fs, "")
 	hf.register(fs, "127.0.0.1:8080")
@@ -62,9 +66,12 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err != nil {
 			return err
 		}
+		if debugAddr != "" {
+			go servePprof(debugAddr, log)
+		}
 		d := &devStack{log: log, dataDir: dataDir}
 		defer d.close()
-		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, kafkaPort: kafkaPort, chPort: chPort})
+		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, kafkaPort: kafkaPort, chPort: chPort, kafkaSync: kafkaSync})
 	}
 }
 
@@ -78,6 +85,7 @@ type devOptions struct {
 	ef        enrichmentFlags
 	kafkaPort int
 	chPort    int
+	kafkaSync bool
 }
 
 // devStack owns the embedded dependencies so they stop in order.
@@ -135,7 +143,7 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 		return err
 	}
 
-	broker, err := startBroker(filepath.Join(d.dataDir, "kafka"), o.kafkaPort)
+	broker, err := startBroker(filepath.Join(d.dataDir, "kafka"), o.kafkaPort, o.kafkaSync)
 	if err != nil {
 		return err
 	}

@@ -304,16 +304,18 @@ func brokerCommand() (*flag.FlagSet, func(context.Context) error) {
 		lf      logFlags
 		dataDir string
 		port    int
+		sync    bool
 	)
 	lf.register(fs)
 	fs.StringVar(&dataDir, "data-dir", "./.moat/kafka", "where the broker persists its log")
 	fs.IntVar(&port, "kafka-port", 19092, "port the broker listens on (127.0.0.1)")
+	fs.BoolVar(&sync, "kafka-sync", false, "fsync every written batch (survives a machine crash, not only a process crash)")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
 		if err != nil {
 			return err
 		}
-		c, err := startBroker(dataDir, port)
+		c, err := startBroker(dataDir, port, sync)
 		if err != nil {
 			return err
 		}
@@ -324,10 +326,17 @@ func brokerCommand() (*flag.FlagSet, func(context.Context) error) {
 	}
 }
 
-// startBroker starts kfake persisted under dir. Every produce batch is
-// fsynced, so an acknowledged event survives a crash of the process.
-func startBroker(dir string, port int) (*kfake.Cluster, error) {
-	c, err := kfake.NewCluster(kfake.Ports(port), kfake.DataDir(dir), kfake.SyncWrites(), kfake.ClusterID("moat-dev"))
+// startBroker starts kfake persisted under dir. Written batches reach the
+// operating system before they are acknowledged, so they survive a crash of
+// the process; with sync they are also fsynced and survive a crash of the
+// machine (at a cost in CPU and latency), like a real Kafka with
+// log.flush.interval.messages=1.
+func startBroker(dir string, port int, sync bool) (*kfake.Cluster, error) {
+	opts := []kfake.Opt{kfake.Ports(port), kfake.DataDir(dir), kfake.ClusterID("moat-dev")}
+	if sync {
+		opts = append(opts, kfake.SyncWrites())
+	}
+	c, err := kfake.NewCluster(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("start embedded kafka: %w", err)
 	}
