@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -36,12 +37,15 @@ type Config struct {
 	ProduceTimeout time.Duration
 	// Linger is how long the producer waits to batch concurrent calls.
 	Linger time.Duration
+	// Metrics records appends (optional).
+	Metrics *metrics.Metrics
 }
 
 // Producer appends events to the log.
 type Producer struct {
 	cl      *kgo.Client
 	timeout time.Duration
+	metrics *metrics.Metrics
 }
 
 // NewProducer connects an idempotent, acks=all producer.
@@ -60,7 +64,7 @@ func NewProducer(cfg Config, log *slog.Logger) (*Producer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ingest: create kafka producer: %w", err)
 	}
-	return &Producer{cl: cl, timeout: cfg.ProduceTimeout}, nil
+	return &Producer{cl: cl, timeout: cfg.ProduceTimeout, metrics: cfg.Metrics}, nil
 }
 
 // ErrNotAcknowledged is returned when the broker's answer about an event
@@ -93,7 +97,11 @@ func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
 		Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("event.v1")}},
 	}
 	done := make(chan error, 1)
-	p.cl.Produce(pctx, rec, func(_ *kgo.Record, err error) { done <- err })
+	start := time.Now()
+	p.cl.Produce(pctx, rec, func(_ *kgo.Record, err error) {
+		p.metrics.Produced(string(ev.Kind), time.Since(start), err)
+		done <- err
+	})
 	hard := time.NewTimer(p.timeout + ambiguityGrace)
 	defer hard.Stop()
 	select {

@@ -20,6 +20,7 @@ import (
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/cenkalti/backoff/v4"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -35,6 +36,8 @@ type Config struct {
 	FlushInterval time.Duration
 	// InsertTimeout bounds one ClickHouse insert attempt.
 	InsertTimeout time.Duration
+	// Metrics records inserts and freshness (optional).
+	Metrics *metrics.Metrics
 }
 
 // Validate checks the configuration.
@@ -59,9 +62,10 @@ type Worker struct {
 	cl   *kgo.Client
 	log  *slog.Logger
 
-	rows    [][]any
-	pending int // records polled since the last commit
-	first   time.Time
+	rows     [][]any
+	received []int64 // received_at (epoch ms) of each row, for freshness
+	pending  int     // records polled since the last commit
+	first    time.Time
 }
 
 // New connects a worker to the brokers. conn is not closed by the worker.
@@ -146,6 +150,7 @@ func (w *Worker) add(r *kgo.Record) {
 		return
 	}
 	w.rows = append(w.rows, row)
+	w.received = append(w.received, d.Event.ReceivedAt.UnixMilli())
 }
 
 // flush writes the buffered rows, retrying until ClickHouse takes them or
@@ -160,7 +165,13 @@ func (w *Worker) flush(ctx context.Context) error {
 		attempt := 0
 		err := backoff.Retry(func() error {
 			attempt++
+			start := time.Now()
 			err := w.insert(ctx)
+			if err == nil {
+				w.cfg.Metrics.Inserted(len(w.rows), time.Since(start), w.received)
+			} else {
+				w.cfg.Metrics.InsertFailed()
+			}
 			if err != nil && ctx.Err() == nil {
 				w.log.Warn("clickhouse insert failed; retrying", "rows", len(w.rows), "attempt", attempt, "err", err)
 			}
@@ -176,6 +187,7 @@ func (w *Worker) flush(ctx context.Context) error {
 		w.log.Warn("offset commit failed; records will be redelivered", "err", err)
 	}
 	w.rows = w.rows[:0]
+	w.received = w.received[:0]
 	w.pending = 0
 	return nil
 }

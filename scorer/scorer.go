@@ -21,6 +21,7 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -34,6 +35,8 @@ type Config struct {
 	TransactionalID string
 	// MaxPollRecords bounds one transaction.
 	MaxPollRecords int
+	// Metrics records decisions and transactions (optional).
+	Metrics *metrics.Metrics
 }
 
 // Validate checks the configuration.
@@ -63,6 +66,7 @@ func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
 	}
 	w := &Worker{cfg: cfg, decider: decider, log: log.With("role", "scorer")}
 	w.store = newStateStore(cfg.Kafka, decider.NewState, w.log)
+	w.store.metrics = cfg.Metrics
 	sess, err := w.newSession()
 	if err != nil {
 		return nil, err
@@ -125,7 +129,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		if fetches.NumRecords() == 0 {
 			continue
 		}
-		if err := w.transact(ctx, fetches); err != nil {
+		start := time.Now()
+		err := w.transact(ctx, fetches)
+		w.cfg.Metrics.Transaction(time.Since(start), err)
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -231,6 +238,7 @@ func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, err
 			reason = err.Error()
 		}
 		w.log.Error("undecodable event sent to the dead-letter topic", "partition", r.Partition, "offset", r.Offset, "err", reason)
+		w.cfg.Metrics.DeadLettered()
 		return []*kgo.Record{deadLetter(r, reason)}, nil
 	}
 	st, err := w.store.get(ctx, r.Partition, string(r.Key))
@@ -238,6 +246,7 @@ func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, err
 		return nil, fmt.Errorf("scorer: restore state of partition %d: %w", r.Partition, err)
 	}
 	d, notes := w.decider.Decide(&ev, st.(*UserState))
+	w.cfg.Metrics.Decided(string(ev.Kind), d.Action, d.Signals)
 	b, err := json.Marshal(d)
 	if err != nil { // a decoded event always re-encodes; keep the record anyway
 		return []*kgo.Record{deadLetter(r, "encode decision: "+err.Error())}, nil

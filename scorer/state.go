@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -37,6 +38,7 @@ type stateStore struct {
 	users    map[string]State
 	// dropOnNextPoll is set by rebalance callbacks (another goroutine).
 	dropOnNextPoll atomic.Bool
+	metrics        *metrics.Metrics
 }
 
 func newStateStore(cfg kafka.Config, newState func() State, log *slog.Logger) *stateStore {
@@ -142,6 +144,7 @@ func (s *stateStore) restore(ctx context.Context, partition int32) error {
 		})
 	}
 	s.restored[partition] = true
+	s.metrics.Restored(time.Since(start))
 	s.log.Info("restored scorer state", "partition", partition, "records", n, "took", time.Since(start))
 	return nil
 }

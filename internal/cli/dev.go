@@ -20,6 +20,7 @@ import (
 	"github.com/moat-dev/moat/internal/chserver"
 	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/httpapi"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/moat-dev/moat/scorer/fingerprint"
@@ -177,20 +178,21 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 		return err
 	}
 
-	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.inf.produceTimeout, Linger: o.inf.linger}, log)
+	m := metrics.New()
+	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.inf.produceTimeout, Linger: o.inf.linger, Metrics: m}, log)
 	if err != nil {
 		return err
 	}
 	d.closers = append(d.closers, prod.Close)
-	sc, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: o.sf.transactionalID, MaxPollRecords: o.sf.maxPoll}, decider, log)
+	sc, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: o.sf.transactionalID, MaxPollRecords: o.sf.maxPoll, Metrics: m}, decider, log)
 	if err != nil {
 		return err
 	}
-	pj, err := projector.New(projector.Config{Kafka: kcfg, Database: o.cf.database, BatchSize: o.pf.batchSize, FlushInterval: o.pf.flushInterval, InsertTimeout: o.pf.insertTimeout}, conn, log)
+	pj, err := projector.New(projector.Config{Kafka: kcfg, Database: o.cf.database, BatchSize: o.pf.batchSize, FlushInterval: o.pf.flushInterval, InsertTimeout: o.pf.insertTimeout, Metrics: m}, conn, log)
 	if err != nil {
 		return err
 	}
-	wh, err := newWebhooker(kcfg, reg, conn, o.cf.database, log)
+	wh, err := newWebhooker(kcfg, reg, conn, o.cf.database, m, log)
 	if err != nil {
 		return err
 	}
@@ -199,7 +201,7 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	if err != nil {
 		return err
 	}
-	e := httpapi.New(httpapi.Config{BodyLimit: o.hf.bodyLimit}, log)
+	e := httpapi.New(httpapi.Config{BodyLimit: o.hf.bodyLimit, Metrics: m}, log)
 	healthRoutes(e, probe{"kafka", prod.Ping}, probe{"clickhouse", conn.Ping})
 	e.Use(httpapi.Authenticate(reg))
 	authed := e.Group("")

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/metrics"
+	"golang.org/x/sync/errgroup"
 )
 
 // EnvName is the environment variable that sets a flag: MOAT_ plus the
@@ -185,6 +188,33 @@ func (s *scorerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.transactionalID, "scorer-transactional-id", "moat-scorer-"+host, "Kafka transactional id, unique per scorer instance and stable across its restarts")
 	fs.IntVar(&s.maxPoll, "scorer-max-poll", 10_000, "events per scorer transaction at most")
 	s.registerKey(fs)
+}
+
+// metricsFlags configure the metrics listener of the roles without an
+// HTTP API (scorer, projector, webhooker).
+type metricsFlags struct {
+	addr string
+}
+
+func (f *metricsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.addr, "metrics-addr", "127.0.0.1:9090", "serve /metrics and /healthz here (empty: off)")
+}
+
+// run runs work while serving metrics; the first to fail stops both.
+func (f *metricsFlags) run(ctx context.Context, m *metrics.Metrics, log *slog.Logger, work func(context.Context) error) error {
+	if f.addr == "" {
+		return work(ctx)
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return work(gctx) })
+	g.Go(func() error {
+		if err := m.Serve(gctx.Done(), f.addr); err != nil && gctx.Err() == nil {
+			return fmt.Errorf("metrics listener: %w", err)
+		}
+		return nil
+	})
+	log.Info("metrics served", "addr", f.addr)
+	return g.Wait()
 }
 
 // enrichmentFlags locate the offline data files scripts/fetch-data.sh

@@ -21,6 +21,7 @@ import (
 	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
@@ -147,7 +148,8 @@ func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err := ensureTopics(ctx, kcfg, log); err != nil {
 			return err
 		}
-		prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: inf.produceTimeout, Linger: inf.linger}, log)
+		m := metrics.New()
+		prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: inf.produceTimeout, Linger: inf.linger, Metrics: m}, log)
 		if err != nil {
 			return err
 		}
@@ -156,7 +158,7 @@ func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err != nil {
 			return err
 		}
-		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit}, log)
+		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit, Metrics: m}, log)
 		healthRoutes(e, probe{"kafka", prod.Ping})
 		e.Use(httpapi.Authenticate(reg))
 		ingest.NewHandler(prod, replies, log).Routes(e.Group(""))
@@ -179,12 +181,14 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 		kf       kafkaFlags
 		sf       scorerFlags
 		ef       enrichmentFlags
+		mf       metricsFlags
 		appsFile string
 	)
 	lf.register(fs)
 	kf.register(fs)
 	sf.register(fs)
 	ef.register(fs)
+	mf.register(fs)
 	fs.StringVar(&appsFile, "apps-file", "", "apps file with the apps' risk policies (optional: without it every app uses Castle's bands)")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
@@ -217,12 +221,13 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err := ensureTopics(ctx, kcfg, log); err != nil {
 			return err
 		}
-		w, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: sf.transactionalID, MaxPollRecords: sf.maxPoll}, d, log)
+		m := metrics.New()
+		w, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: sf.transactionalID, MaxPollRecords: sf.maxPoll, Metrics: m}, d, log)
 		if err != nil {
 			return err
 		}
 		log.Info("scorer ready")
-		return w.Run(ctx)
+		return mf.run(ctx, m, log, w.Run)
 	}
 }
 
@@ -233,12 +238,14 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 		kf  kafkaFlags
 		cf  clickhouseFlags
 		pf  projectorFlags
+		mf  metricsFlags
 		mig bool
 	)
 	lf.register(fs)
 	kf.register(fs)
 	cf.register(fs, "127.0.0.1:9000")
 	pf.register(fs)
+	mf.register(fs)
 	fs.BoolVar(&mig, "migrate", true, "apply pending ClickHouse migrations at start-up")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
@@ -259,12 +266,13 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err := ensureTopics(ctx, kcfg, log); err != nil {
 			return err
 		}
-		w, err := projector.New(projector.Config{Kafka: kcfg, Database: cf.database, BatchSize: pf.batchSize, FlushInterval: pf.flushInterval, InsertTimeout: pf.insertTimeout}, conn, log)
+		m := metrics.New()
+		w, err := projector.New(projector.Config{Kafka: kcfg, Database: cf.database, BatchSize: pf.batchSize, FlushInterval: pf.flushInterval, InsertTimeout: pf.insertTimeout, Metrics: m}, conn, log)
 		if err != nil {
 			return err
 		}
 		log.Info("projector ready")
-		return w.Run(ctx)
+		return mf.run(ctx, m, log, w.Run)
 	}
 }
 
@@ -391,12 +399,13 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		// Commands (approve, report) are appended to the log like events.
-		prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: inf.produceTimeout, Linger: inf.linger}, log)
+		m := metrics.New()
+		prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: inf.produceTimeout, Linger: inf.linger, Metrics: m}, log)
 		if err != nil {
 			return err
 		}
 		defer prod.Close()
-		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit}, log)
+		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit, Metrics: m}, log)
 		healthRoutes(e, probe{"clickhouse", conn.Ping}, probe{"kafka", prod.Ping})
 		e.Use(httpapi.Authenticate(reg))
 		api.NewHandler(api.NewStore(conn, cf.database), hasher, prod, log).Routes(e.Group(""))

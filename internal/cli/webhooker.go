@@ -13,19 +13,28 @@ import (
 	"github.com/moat-dev/moat/internal/apps"
 	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/webhooker"
 )
 
 // newWebhooker builds a webhooker whose delivery attempts are logged to
 // ClickHouse (conn may be nil: attempts are then not logged).
-func newWebhooker(kcfg kafka.Config, reg *apps.Registry, conn driver.Conn, database string, log *slog.Logger) (*webhooker.Worker, error) {
+func newWebhooker(kcfg kafka.Config, reg *apps.Registry, conn driver.Conn, database string, m *metrics.Metrics, log *slog.Logger) (*webhooker.Worker, error) {
 	cfg := webhooker.DefaultConfig()
 	cfg.Kafka = kcfg
 	var dl webhooker.DeliveryLog = webhooker.NopLog{}
 	if conn != nil {
 		dl = webhooker.NewClickHouseLog(conn, database)
 	}
-	return webhooker.New(cfg, reg, dl, log)
+	w, err := webhooker.New(cfg, reg, dl, log)
+	if err != nil {
+		return nil, err
+	}
+	m.WatchWebhooks(func() metrics.WebhookStats {
+		s := w.Stats()
+		return metrics.WebhookStats{Delivered: s.Delivered, Retried: s.Retried, Deferred: s.Deferred, DeadLettered: s.DeadLettered, BadRecords: s.BadRecords}
+	})
+	return w, nil
 }
 
 func webhookerCommand() (*flag.FlagSet, func(context.Context) error) {
@@ -34,11 +43,13 @@ func webhookerCommand() (*flag.FlagSet, func(context.Context) error) {
 		lf       logFlags
 		kf       kafkaFlags
 		cf       clickhouseFlags
+		mf       metricsFlags
 		appsFile string
 	)
 	lf.register(fs)
 	kf.register(fs)
 	cf.register(fs, "127.0.0.1:9000")
+	mf.register(fs)
 	fs.StringVar(&appsFile, "apps-file", "", "apps file (YAML or JSON) with the apps' webhook endpoints")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
@@ -60,12 +71,13 @@ func webhookerCommand() (*flag.FlagSet, func(context.Context) error) {
 				return err
 			}
 		}
-		w, err := newWebhooker(kf.config(), reg, conn, cf.database, log)
+		m := metrics.New()
+		w, err := newWebhooker(kf.config(), reg, conn, cf.database, m, log)
 		if err != nil {
 			return err
 		}
 		log.Info("webhooker ready")
-		return w.Run(ctx)
+		return mf.run(ctx, m, log, w.Run)
 	}
 }
 

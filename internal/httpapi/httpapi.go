@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/moat-dev/moat/internal/apps"
+	"github.com/moat-dev/moat/internal/metrics"
 )
 
 // Error is a client-facing error, rendered as Castle renders errors:
@@ -46,6 +47,8 @@ type Body struct {
 type Config struct {
 	// BodyLimit is the largest request body accepted (413 above it).
 	BodyLimit int64
+	// Metrics, when set, records every request and is served on /metrics.
+	Metrics *metrics.Metrics
 }
 
 // New returns an echo instance with Moat's error handling, recovery and
@@ -63,6 +66,10 @@ func New(cfg Config, log *slog.Logger) *echo.Echo {
 		},
 	}))
 	e.Use(bodyLimit(cfg.BodyLimit))
+	if cfg.Metrics != nil {
+		e.Use(cfg.Metrics.Middleware())
+		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
+	}
 	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
 		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogError: true, LogRequestID: true,
 		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {

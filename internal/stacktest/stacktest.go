@@ -25,6 +25,7 @@ import (
 	"github.com/moat-dev/moat/internal/chtest"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/schemas"
@@ -72,6 +73,7 @@ type Stack struct {
 	Hasher  *fingerprint.Hasher
 	Decider *scorer.Decider
 	Admin   *kadm.Client
+	Metrics *metrics.Metrics
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -135,11 +137,12 @@ func New(t testing.TB, o Options) *Stack {
 	}
 	s.Decider = scorer.NewDecider(ua, s.Hasher, scorer.Enrichment{}, nil)
 
-	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.ProduceTimeout, Linger: time.Millisecond}, log)
+	s.Metrics = metrics.New()
+	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.ProduceTimeout, Linger: time.Millisecond, Metrics: s.Metrics}, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := httpapi.New(httpapi.Config{BodyLimit: 1 << 20}, log)
+	e := httpapi.New(httpapi.Config{BodyLimit: 1 << 20, Metrics: s.Metrics}, log)
 	e.Use(httpapi.Authenticate(reg))
 	authed := e.Group("")
 	replies, err := ingest.NewReplies(ctx, kcfg, log)
@@ -231,7 +234,7 @@ func (s *Stack) stop(name string) {
 
 // StartScorer starts a scorer worker.
 func (s *Stack) StartScorer() {
-	w, err := scorer.New(scorer.Config{Kafka: s.Kafka, TransactionalID: "stacktest-scorer", MaxPollRecords: 1000}, s.Decider, s.Log)
+	w, err := scorer.New(scorer.Config{Kafka: s.Kafka, TransactionalID: "stacktest-scorer", MaxPollRecords: 1000, Metrics: s.Metrics}, s.Decider, s.Log)
 	if err != nil {
 		s.t.Fatal(err)
 	}
@@ -243,7 +246,7 @@ func (s *Stack) StopScorer() { s.stop("scorer") }
 
 // StartProjector starts a projector worker flushing every 100 ms.
 func (s *Stack) StartProjector() {
-	w, err := projector.New(projector.Config{Kafka: s.Kafka, Database: s.DB, BatchSize: 5000, FlushInterval: 100 * time.Millisecond, InsertTimeout: 10 * time.Second}, s.Conn, s.Log)
+	w, err := projector.New(projector.Config{Kafka: s.Kafka, Database: s.DB, BatchSize: 5000, FlushInterval: 100 * time.Millisecond, InsertTimeout: 10 * time.Second, Metrics: s.Metrics}, s.Conn, s.Log)
 	if err != nil {
 		s.t.Fatal(err)
 	}
