@@ -12,9 +12,10 @@ help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-12s %s\n",$$1,$$2}'
 
 .PHONY: deps
-deps: ## install what Moat needs on this machine (ClickHouse server, Go modules)
+deps: ## install what Moat needs on this machine (ClickHouse server, Go modules, chDB for the portability tests)
 	@scripts/install-clickhouse.sh
 	@$(GO) mod download
+	@scripts/fetch-chdb.sh >/dev/null
 
 .PHONY: build
 build: ## build bin/moat
@@ -25,6 +26,10 @@ DATA_CACHE ?= $(or $(MOAT_DATA_CACHE),$(HOME)/.cache/moat)
 .PHONY: data
 data: ## fetch the offline enrichment data (GeoIP, ASN, crawler and disposable-email lists) into DATA_CACHE
 	@scripts/fetch-data.sh "$(DATA_CACHE)" >/dev/null || echo "warning: enrichment data not fetched; moat runs without geolocation" >&2
+
+.PHONY: chdb
+chdb: ## run the ClickHouse portability check: migrations and analyst queries on a current engine (chDB)
+	MOAT_CHDB_LIB="$$(scripts/fetch-chdb.sh)" $(GO) test -count=1 ./internal/chdb/
 
 .PHONY: run
 run: deps build data ## run every role in one process (embedded Kafka, local ClickHouse) on 127.0.0.1:8080

@@ -128,11 +128,17 @@ func addsColumn(stmt string) bool {
 	return strings.HasPrefix(strings.TrimSpace(u), "ALTER TABLE") && strings.Count(u, "ADD COLUMN") == 1
 }
 
-// isDuplicateColumn reports ClickHouse's DUPLICATE_COLUMN (code 44).
+// isDuplicateColumn reports that the column exists already: 18.16 answers
+// ILLEGAL_COLUMN (44), current releases DUPLICATE_COLUMN (15); the chDB
+// portability test (internal/chdb) checks the latter.
 func isDuplicateColumn(err error) bool {
 	var ex *proto.Exception
-	return errors.As(err, &ex) && ex.Code == 44
+	return errors.As(err, &ex) && IsDuplicateColumnCode(int(ex.Code))
 }
+
+// IsDuplicateColumnCode reports whether a ClickHouse error code means "the
+// column exists already" on some supported version.
+func IsDuplicateColumnCode(code int) bool { return code == 44 || code == 15 }
 
 // record inserts m's row into schema_migrations. Through PrepareBatch with an
 // explicit column list: Exec("INSERT ... VALUES") hangs on 18.16.

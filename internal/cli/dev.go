@@ -184,7 +184,7 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 		return err
 	}
 	d.closers = append(d.closers, prod.Close)
-	sc, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: o.sf.transactionalID, MaxPollRecords: o.sf.maxPoll, Metrics: m}, decider, log)
+	sc, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: o.sf.transactionalID, MaxPollRecords: o.sf.maxPoll, BatchWait: o.sf.batchWait, Metrics: m}, decider, log)
 	if err != nil {
 		return err
 	}

@@ -179,6 +179,7 @@ func (i *ingestFlags) register(fs *flag.FlagSet) {
 type scorerFlags struct {
 	transactionalID string
 	maxPoll         int
+	batchWait       time.Duration
 	deviceKey       string
 	deviceKeyFile   string
 }
@@ -187,6 +188,7 @@ func (s *scorerFlags) register(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&s.transactionalID, "scorer-transactional-id", "moat-scorer-"+host, "Kafka transactional id, unique per scorer instance and stable across its restarts")
 	fs.IntVar(&s.maxPoll, "scorer-max-poll", 10_000, "events per scorer transaction at most")
+	fs.DurationVar(&s.batchWait, "scorer-batch-wait", 0, "how long the scorer collects a short batch before its transaction (adds at most this to risk latency)")
 	s.registerKey(fs)
 }
 

@@ -222,7 +222,7 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		m := metrics.New()
-		w, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: sf.transactionalID, MaxPollRecords: sf.maxPoll, Metrics: m}, d, log)
+		w, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: sf.transactionalID, MaxPollRecords: sf.maxPoll, BatchWait: sf.batchWait, Metrics: m}, d, log)
 		if err != nil {
 			return err
 		}
