@@ -179,16 +179,16 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	}
 
 	m := metrics.New()
-	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.inf.produceTimeout, Linger: o.inf.linger, Metrics: m}, log)
+	prod, err := ingest.NewProducer(o.inf.config(kcfg, m), log)
 	if err != nil {
 		return err
 	}
 	d.closers = append(d.closers, prod.Close)
-	sc, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: o.sf.transactionalID, MaxPollRecords: o.sf.maxPoll, BatchWait: o.sf.batchWait, Metrics: m}, decider, log)
+	sc, err := scorer.New(o.sf.config(kcfg, m), decider, log)
 	if err != nil {
 		return err
 	}
-	pj, err := projector.New(projector.Config{Kafka: kcfg, Database: o.cf.database, BatchSize: o.pf.batchSize, FlushInterval: o.pf.flushInterval, InsertTimeout: o.pf.insertTimeout, Metrics: m}, conn, log)
+	pj, err := projector.New(o.pf.config(kcfg, o.cf.database, m), conn, log)
 	if err != nil {
 		return err
 	}

@@ -11,8 +11,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moat-dev/moat/ingest"
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/internal/metrics"
+	"github.com/moat-dev/moat/projector"
+	"github.com/moat-dev/moat/scorer"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -217,6 +220,18 @@ func (f *metricsFlags) run(ctx context.Context, m *metrics.Metrics, log *slog.Lo
 	})
 	log.Info("metrics served", "addr", f.addr)
 	return g.Wait()
+}
+
+func (p *projectorFlags) config(k kafka.Config, database string, m *metrics.Metrics) projector.Config {
+	return projector.Config{Kafka: k, Database: database, BatchSize: p.batchSize, FlushInterval: p.flushInterval, InsertTimeout: p.insertTimeout, Metrics: m}
+}
+
+func (i *ingestFlags) config(k kafka.Config, m *metrics.Metrics) ingest.Config {
+	return ingest.Config{Kafka: k, ProduceTimeout: i.produceTimeout, Linger: i.linger, Metrics: m}
+}
+
+func (s *scorerFlags) config(k kafka.Config, m *metrics.Metrics) scorer.Config {
+	return scorer.Config{Kafka: k, TransactionalID: s.transactionalID, MaxPollRecords: s.maxPoll, BatchWait: s.batchWait, Metrics: m}
 }
 
 // enrichmentFlags locate the offline data files scripts/fetch-data.sh

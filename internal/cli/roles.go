@@ -149,7 +149,7 @@ func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		m := metrics.New()
-		prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: inf.produceTimeout, Linger: inf.linger, Metrics: m}, log)
+		prod, err := ingest.NewProducer(inf.config(kcfg, m), log)
 		if err != nil {
 			return err
 		}
@@ -222,7 +222,7 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		m := metrics.New()
-		w, err := scorer.New(scorer.Config{Kafka: kcfg, TransactionalID: sf.transactionalID, MaxPollRecords: sf.maxPoll, BatchWait: sf.batchWait, Metrics: m}, d, log)
+		w, err := scorer.New(sf.config(kcfg, m), d, log)
 		if err != nil {
 			return err
 		}
@@ -267,7 +267,7 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		m := metrics.New()
-		w, err := projector.New(projector.Config{Kafka: kcfg, Database: cf.database, BatchSize: pf.batchSize, FlushInterval: pf.flushInterval, InsertTimeout: pf.insertTimeout, Metrics: m}, conn, log)
+		w, err := projector.New(pf.config(kcfg, cf.database, m), conn, log)
 		if err != nil {
 			return err
 		}
@@ -400,7 +400,7 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 		}
 		// Commands (approve, report) are appended to the log like events.
 		m := metrics.New()
-		prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: inf.produceTimeout, Linger: inf.linger, Metrics: m}, log)
+		prod, err := ingest.NewProducer(inf.config(kcfg, m), log)
 		if err != nil {
 			return err
 		}
