@@ -24,10 +24,10 @@ func TestMetrics(t *testing.T) {
 	}
 	for _, want := range []string{
 		`moat_http_request_duration_seconds_count{method="POST",route="/v1/track",status="204"} 1`,
-		`moat_http_request_duration_seconds_count{method="POST",route="/v1/risk",status="201"} 1`,
+		`moat_http_request_duration_seconds_count{method="POST",route="/v1/risk",status="201"} 2`, // with the warm-up call
 		`route="/v1/users/:user_id/devices"`,
 		`moat_ingest_events_total{kind="track"} 1`,
-		`moat_scorer_decisions_total{action="allow",kind="risk"} 1`,
+		`moat_scorer_decisions_total{action="allow",kind="risk"} 2`,
 		`moat_projector_freshness_seconds_count`,
 		`moat_projector_batch_rows_count`,
 		`go_goroutines`,

@@ -42,6 +42,8 @@ var Apps = []apps.App{
 	{ID: "app-a", Name: "App A", Secret: "secret-a-0123456789abcdef0123456", Test: true},
 	{ID: "app-b", Name: "App B", Secret: "secret-b-0123456789abcdef0123456", Risk: apps.RiskSettings{TimeoutMS: 300}},
 	{ID: "app-c", Name: "App C", Secret: "secret-c-0123456789abcdef0123456", Risk: apps.RiskSettings{TimeoutMS: 300, Failover: "challenge"}},
+	// app-warmup's calls only wait for the scorer to be ready.
+	{ID: "app-warmup", Name: "Warm-up", Secret: "secret-w-0123456789abcdef0123456"},
 }
 
 // DeviceKey is the fingerprint key of every stack.
@@ -165,8 +167,26 @@ func New(t testing.TB, o Options) *Stack {
 		if o.WebhookURL != "" {
 			s.StartWebhooker()
 		}
+		s.WaitScorer()
 	}
 	return s
+}
+
+// WaitScorer waits until the scorer answers scored calls (it has joined its
+// group), so that tests' first calls do not hit the deadline.
+func (s *Stack) WaitScorer() {
+	s.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for i := 0; ; i++ {
+		code, body := s.Post("/v1/risk", Secret("app-warmup"), fmt.Sprintf(`{"type":"$login","status":"$succeeded","user":{"id":"warmup-%d"},
+			"request_token":"warmup","context":{"ip":"192.0.2.1","headers":{"User-Agent":"curl/8"}}}`, i))
+		if code == http.StatusCreated {
+			return
+		}
+		if code != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			s.t.Fatalf("stacktest: scorer not ready: %d %s", code, body)
+		}
+	}
 }
 
 func (s *Stack) startBroker() {
