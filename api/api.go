@@ -39,6 +39,7 @@ func NewHandler(store *Store, fp *fingerprint.Hasher, out Appender, log *slog.Lo
 func (h *Handler) Routes(g *echo.Group) {
 	g.GET("/v1/users/:user_id/devices", h.userDevices)
 	g.GET("/v1/devices/:device_token", h.device)
+	g.GET("/v1/reviews/:review_id", h.review)
 	if h.out != nil {
 		g.PUT("/v1/devices/:device_token/approve", h.feedback(schemas.KindDeviceApprove))
 		g.PUT("/v1/devices/:device_token/report", h.feedback(schemas.KindDeviceReport))

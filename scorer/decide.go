@@ -199,8 +199,14 @@ func (d *Decider) notifications(dec *schemas.Decision, st *UserState) []schemas.
 func NewNotification(typ string, dec *schemas.Decision) schemas.Notification {
 	ev := &dec.Event
 	id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(ev.ID+"/"+typ)).String()
+	dataID := id
+	if typ == schemas.NotifyReviewOpened {
+		// The review is the challenged event: GET /v1/reviews/{id} reads
+		// it from the timeline.
+		dataID = ev.ID
+	}
 	data := map[string]any{
-		"id":           id,
+		"id":           dataID,
 		"device_token": dec.Device.Token,
 		"user_id":      ev.User.ID,
 		"trigger":      trigger(ev),

@@ -206,3 +206,29 @@ func TestScorerStateSurvivesRestart(t *testing.T) {
 		t.Errorf("a known device was flagged new after the restart: %v", sig)
 	}
 }
+
+// TestReviewOpensOnChallenge: a challenged $succeeded login is a review
+// the app can read back by id; another app cannot.
+func TestReviewOpensOnChallenge(t *testing.T) {
+	s := stacktest.New(t, stacktest.Options{})
+	a := stacktest.Secret("app-a")
+	code, body := s.Post("/v1/risk", a, riskBody("rita", "test|policy.action:challenge", `,"expand":["all"]`))
+	var r struct {
+		ID     string `json:"id"`
+		Policy struct{ Action string } `json:"policy"`
+	}
+	if err := json.Unmarshal([]byte(body), &r); code != 201 || err != nil || r.Policy.Action != "challenge" || r.ID == "" {
+		t.Fatalf("%d %s", code, body)
+	}
+	s.WaitEvents("app-a", 1, 20*time.Second)
+	code, body = s.Do("GET", "/v1/reviews/"+r.ID, a, "")
+	if code != 200 || !strings.Contains(body, `"user_id":"rita"`) || !strings.Contains(body, `"ip":"203.0.113.7"`) || !strings.Contains(body, `"browser":"Chrome"`) {
+		t.Errorf("review: %d %s", code, body)
+	}
+	if code, body := s.Do("GET", "/v1/reviews/"+r.ID, stacktest.Secret("app-b"), ""); code != 404 {
+		t.Errorf("app b read app a's review: %d %s", code, body)
+	}
+	if code, _ := s.Do("GET", "/v1/reviews/not-a-review", a, ""); code != 404 {
+		t.Errorf("bad id: %d", code)
+	}
+}
