@@ -43,6 +43,8 @@ func (h *Handler) Routes(g *echo.Group) {
 	if h.out != nil {
 		g.PUT("/v1/devices/:device_token/approve", h.feedback(schemas.KindDeviceApprove))
 		g.PUT("/v1/devices/:device_token/report", h.feedback(schemas.KindDeviceReport))
+		g.POST("/v1/impersonate", h.impersonate(schemas.KindImpersonateStart))
+		g.DELETE("/v1/impersonate", h.impersonate(schemas.KindImpersonateEnd))
 	}
 }
 

@@ -26,7 +26,7 @@ var eventColumns = []string{
 	"score_account_takeover", "score_account_abuse", "score_bot", "signals",
 	"policy_id", "policy_name", "policy_revision_id", "contribution_names", "contribution_values",
 	"ip_country", "ip_city", "ip_asn", "ip_isp", "ip_datacenter", "email_domain", "email_disposable", "trusted",
-	"target_device_token",
+	"target_device_token", "impersonated",
 }
 
 // insertEvents is the INSERT statement for a batch of event rows.
@@ -86,7 +86,7 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 		email = *d.Email
 	}
 	token, fp, target := d.Device.Token, d.Device.Fingerprint, ""
-	if ev.Kind == schemas.KindDeviceApprove || ev.Kind == schemas.KindDeviceReport {
+	if ev.Kind == schemas.KindDeviceApprove || ev.Kind == schemas.KindDeviceReport || d.Impersonated {
 		token, fp, target = "", "", d.Device.Token
 	}
 	signals := d.Signals
@@ -105,7 +105,7 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 		d.Scores.AccountTakeover, d.Scores.AccountAbuse, d.Scores.Bot, signals,
 		policyID, policyName, policyRev, cNames, cValues,
 		ip.CountryCode, ip.City, ip.ASN, ip.ISP, boolByte(ip.Datacenter), email.Domain, boolByte(email.Disposable), boolByte(d.Trusted),
-		target,
+		target, boolByte(d.Impersonated),
 	}, nil
 }
 

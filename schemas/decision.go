@@ -35,6 +35,9 @@ type Decision struct {
 	Email *EmailInfo `json:"email,omitempty"`
 	// Trusted says the device was approved or trusted by feedback.
 	Trusted bool `json:"trusted,omitempty"`
+	// Impersonated marks an event sent while the user was impersonated: it
+	// was not scored and taught nothing.
+	Impersonated bool `json:"impersonated,omitempty"`
 	// Failover is set on replies ingest synthesized when the scorer did not
 	// answer in time (never on the decisions topic).
 	Failover bool `json:"-"`

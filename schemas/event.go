@@ -32,12 +32,18 @@ const (
 	// (trusts) or reports (flags as compromised) one of the user's devices.
 	KindDeviceApprove Kind = "device.approve"
 	KindDeviceReport  Kind = "device.report"
+	// Impersonation commands: while a user is impersonated (support staff
+	// acting as them), their events are kept, marked, and neither create
+	// devices nor change scores.
+	KindImpersonateStart Kind = "impersonate.start"
+	KindImpersonateEnd   Kind = "impersonate.end"
 )
 
 // Known reports whether k is a kind this build understands.
 func (k Kind) Known() bool {
 	switch k {
-	case KindTrack, KindIdentify, KindLog, KindRisk, KindFilter, KindAuthenticate, KindDeviceApprove, KindDeviceReport:
+	case KindTrack, KindIdentify, KindLog, KindRisk, KindFilter, KindAuthenticate, KindDeviceApprove, KindDeviceReport,
+		KindImpersonateStart, KindImpersonateEnd:
 		return true
 	}
 	return false

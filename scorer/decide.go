@@ -61,8 +61,15 @@ func (d *Decider) NewState() State { return &UserState{} }
 // Decide derives the decision for one event, folds the event into the
 // user's state, and returns the notifications it raises.
 func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []schemas.Notification) {
-	if ev.Kind == schemas.KindDeviceApprove || ev.Kind == schemas.KindDeviceReport {
+	switch ev.Kind {
+	case schemas.KindDeviceApprove, schemas.KindDeviceReport:
 		return d.feedback(ev, st)
+	case schemas.KindImpersonateStart:
+		st.impersonatedSinceMs = ev.ReceivedAt.UnixMilli()
+		return schemas.Decision{V: schemas.DecisionVersion, Event: *ev}, nil
+	case schemas.KindImpersonateEnd:
+		st.impersonatedSinceMs = 0
+		return schemas.Decision{V: schemas.DecisionVersion, Event: *ev}, nil
 	}
 	raw, _ := ev.Context.Header("user-agent")
 	if raw == "true" { // scrubbed by the SDK
@@ -91,6 +98,16 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 	}
 	if d.enr.Bots != nil && raw != "" {
 		in.BotName, in.Bot = d.enr.Bots.Match(raw)
+	}
+	if st.impersonatedSinceMs != 0 {
+		// Support staff acting as the user: keep the event, marked, but
+		// score nothing and learn nothing.
+		dec := schemas.Decision{V: schemas.DecisionVersion, Event: *ev, Device: dev, Impersonated: true, IP: ipInfo, Email: emailInfo}
+		if scored(ev.Kind) {
+			dec.Action = "allow"
+			dec.Policy = &schemas.PolicyOutcome{Action: "allow", ID: "impersonation", Name: "Impersonation", RevisionID: "impersonation"}
+		}
+		return dec, nil
 	}
 	if p, ok := d.policies[ev.AppID]; ok {
 		in.Policy = p
@@ -294,6 +311,9 @@ type UserState struct {
 	// feedback is the latest approve/report per device, most recent last,
 	// at most maxFeedback.
 	feedback []deviceFeedback
+	// impersonatedSinceMs is when the current impersonation started (0:
+	// the user is not impersonated).
+	impersonatedSinceMs int64
 }
 
 type deviceFeedback struct {
@@ -305,7 +325,7 @@ type deviceFeedback struct {
 const (
 	maxNotified  = 32
 	maxFeedback  = 16
-	stateVersion = 2
+	stateVersion = 3
 )
 
 func fpHash(fp string) uint64 {
@@ -384,6 +404,7 @@ func (s *UserState) MarshalBinary() ([]byte, error) {
 		b = append(b, a)
 		b = binary.AppendVarint(b, f.atMs)
 	}
+	b = binary.AppendVarint(b, s.impersonatedSinceMs)
 	return b, nil
 }
 
@@ -435,6 +456,15 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 			b = b[9+k:]
 			s.feedback = append(s.feedback, fb)
 		}
+	}
+	s.impersonatedSinceMs = 0
+	if version >= 3 {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			return errCorruptState
+		}
+		s.impersonatedSinceMs = v
+		b = b[k:]
 	}
 	if len(b) != 0 {
 		return errCorruptState
