@@ -214,7 +214,7 @@ func TestReviewOpensOnChallenge(t *testing.T) {
 	a := stacktest.Secret("app-a")
 	code, body := s.Post("/v1/risk", a, riskBody("rita", "test|policy.action:challenge", `,"expand":["all"]`))
 	var r struct {
-		ID     string `json:"id"`
+		ID     string                  `json:"id"`
 		Policy struct{ Action string } `json:"policy"`
 	}
 	if err := json.Unmarshal([]byte(body), &r); code != 201 || err != nil || r.Policy.Action != "challenge" || r.ID == "" {
