@@ -61,6 +61,10 @@ bench: deps build ## Go benchmarks, then the load harness against a dev stack
 	$(GO) test -run='^$$' -bench=. -benchmem -count=1 $(PKGS)
 	scripts/bench.sh
 
+.PHONY: chaos
+chaos: deps ## fault injection with every role as its own process: 100,000 events, SIGKILLs, broker restart, 60 s ClickHouse outage
+	MOAT_CHAOS_EVENTS=100000 MOAT_CHAOS_CLICKHOUSE_DOWN_SECONDS=60 $(GO) test -count=1 -timeout 30m -v -run TestChaos ./internal/chaos/
+
 .PHONY: up
 up: ## start the production-like stack of compose.yaml (needs Docker)
 	docker compose up -d --build

@@ -3,6 +3,7 @@ package scorer
 import (
 	"context"
 	"encoding"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync/atomic"
@@ -115,16 +116,33 @@ func (s *stateStore) restore(ctx context.Context, partition int32) error {
 	// Every offset below the end is a committed record or a transaction
 	// marker (kept as a control record); aborted records are skipped but
 	// are always followed by their abort marker.
-	for next := int64(0); next < end.Offset; {
-		fs := cl.PollFetches(ctx)
+	// A broker that crashed may have lost the tail of the partition below
+	// the offset it reported; three empty fetches in a row end the restore
+	// with what was read (logged), rather than waiting forever.
+	for next, empty := int64(0), 0; next < end.Offset; {
+		pctx, cancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		cancel()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				ferr = err
+			}
+		})
 		if ferr != nil {
 			return fmt.Errorf("scorer: read changelog partition %d: %w", partition, ferr)
 		}
+		if fs.NumRecords() == 0 {
+			if empty++; empty == 3 {
+				s.log.Warn("changelog ended before its reported end offset; restored what was there", "partition", partition, "read_to", next, "end", end.Offset)
+				break
+			}
+			continue
+		}
+		empty = 0
 		fs.EachRecord(func(r *kgo.Record) {
 			next = r.Offset + 1
 			if r.Attrs.IsControl() {

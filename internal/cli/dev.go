@@ -50,7 +50,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		kafkaSync bool
 	)
 	lf.register(fs)
-	fs.BoolVar(&kafkaSync, "kafka-sync", false, "fsync every batch the embedded Kafka writes (survives a machine crash, not only a process crash)")
+	fs.BoolVar(&kafkaSync, "kafka-sync", true, "write and fsync every batch the embedded Kafka acknowledges (without it, a killed process can lose acknowledged events)")
 	fs.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (empty: off)")
 	kf.registerTopics(fs)
 	cf.register(fs, "")

@@ -1,0 +1,3 @@
+// Package chaos holds the fault-injection test of Moat's roles; it has no
+// code.
+package chaos
