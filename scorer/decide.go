@@ -158,16 +158,18 @@ func (d *Decider) feedback(ev *schemas.Event, st *UserState) (schemas.Decision, 
 	dec.Device = schemas.Device{Token: ev.Device.Token, Fingerprint: ev.Device.Fingerprint}
 	approved := ev.Kind == schemas.KindDeviceApprove
 	st.setFeedback(ev.Device.Fingerprint, approved, ev.ReceivedAt.UnixMilli())
+	// Every feedback is a $device.updated for systems that mirror devices.
+	notes := []schemas.Notification{NewNotification(schemas.NotifyDeviceUpdated, &dec)}
 	if approved {
 		dec.Trusted = true
-		return dec, nil
+		return dec, notes
 	}
 	dec.Risk = 1
 	dec.Scores.AccountTakeover = 1
-	if !st.notify("report", ev.Device.Fingerprint) {
-		return dec, nil
+	if st.notify("report", ev.Device.Fingerprint) {
+		notes = append(notes, NewNotification(schemas.NotifyIncidentConfirmed, &dec))
 	}
-	return dec, []schemas.Notification{NewNotification(schemas.NotifyIncidentConfirmed, &dec)}
+	return dec, notes
 }
 
 // eventEmail is the email the event is about: the user's, or the filter

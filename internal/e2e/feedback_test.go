@@ -88,19 +88,28 @@ func TestReportAndApproveChangeLaterDecisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	found := false
-	for deadline := time.Now().Add(10 * time.Second); !found && time.Now().Before(deadline); {
+	found, updated := false, map[string]bool{}
+	for deadline := time.Now().Add(10 * time.Second); !(found && len(updated) == 2) && time.Now().Before(deadline); {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) {
 			var nt schemas.Notification
-			if json.Unmarshal(r.Value, &nt) == nil && nt.Type == schemas.NotifyIncidentConfirmed && nt.DeviceToken == second.Device.Token && nt.UserID == "bob" {
+			if json.Unmarshal(r.Value, &nt) != nil || nt.UserID != "bob" {
+				return
+			}
+			switch {
+			case nt.Type == schemas.NotifyIncidentConfirmed && nt.DeviceToken == second.Device.Token:
 				found = true
+			case nt.Type == schemas.NotifyDeviceUpdated:
+				updated[nt.DeviceToken] = true
 			}
 		})
 		cancel()
 	}
 	if !found {
 		t.Error("no $incident.confirmed for the reported device on the incidents topic")
+	}
+	if !updated[first.Device.Token] || !updated[second.Device.Token] {
+		t.Errorf("$device.updated for %v, want both devices", updated)
 	}
 
 	// The timeline shows the feedback, and the device views show it.
