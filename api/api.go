@@ -50,6 +50,9 @@ func (h *Handler) Routes(g *echo.Group) {
 
 var errNotFound = &httpapi.Error{Status: http.StatusNotFound, Type: "not_found", Message: "Not found"}
 
+// errLogUnavailable answers a command the broker did not acknowledge.
+var errLogUnavailable = &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "service_unavailable", Message: "Service temporarily unavailable, please retry"}
+
 func unavailable() error {
 	return &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "service_unavailable", Message: "Storage is unavailable, please retry"}
 }

@@ -50,7 +50,7 @@ func (h *Handler) feedback(kind schemas.Kind) echo.HandlerFunc {
 		}
 		if err := h.out.Append(ctx, ev); err != nil {
 			h.log.Warn("device command not accepted: broker unavailable", "app_id", app.ID, "err", err)
-			return &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "service_unavailable", Message: "Service temporarily unavailable, please retry"}
+			return errLogUnavailable
 		}
 		fb := r.Feedback
 		if kind == schemas.KindDeviceApprove {

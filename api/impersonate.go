@@ -65,7 +65,7 @@ func (h *Handler) impersonate(kind schemas.Kind) echo.HandlerFunc {
 		}
 		if err := h.out.Append(c.Request().Context(), ev); err != nil {
 			h.log.Warn("impersonation not accepted: broker unavailable", "app_id", app.ID, "err", err)
-			return &httpapi.Error{Status: http.StatusServiceUnavailable, Type: "service_unavailable", Message: "Service temporarily unavailable, please retry"}
+			return errLogUnavailable
 		}
 		return c.JSON(http.StatusOK, map[string]bool{"success": true})
 	}

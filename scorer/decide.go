@@ -269,9 +269,6 @@ func notificationContext(dec *schemas.Decision) map[string]any {
 	return ctx
 }
 
-// DefaultPolicyID names the built-in policy of test-token decisions.
-const DefaultPolicyID = "moat-default"
-
 // scored reports whether calls of kind get a policy decision.
 func scored(k schemas.Kind) bool {
 	return k == schemas.KindRisk || k == schemas.KindFilter || k == schemas.KindAuthenticate

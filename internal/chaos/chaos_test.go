@@ -288,7 +288,6 @@ func TestChaos(t *testing.T) {
 	}
 	defer cl.Close()
 	seen := map[string]int{}
-	total := 0
 	pos := map[int32]int64{}
 	done := func() bool {
 		for p, o := range want {
@@ -319,7 +318,6 @@ func TestChaos(t *testing.T) {
 			}
 			if json.Unmarshal(r.Value, &d) == nil {
 				seen[d.Event.ID]++
-				total++
 			}
 		})
 	}

@@ -133,6 +133,14 @@ func ensureTopics(ctx context.Context, kcfg kafka.Config, log *slog.Logger) erro
 	})
 }
 
+// newProducer creates the topics if needed and connects a producer.
+func newProducer(ctx context.Context, kcfg kafka.Config, inf ingestFlags, m *metrics.Metrics, log *slog.Logger) (*ingest.Producer, error) {
+	if err := ensureTopics(ctx, kcfg, log); err != nil {
+		return nil, err
+	}
+	return ingest.NewProducer(inf.config(kcfg, m), log)
+}
+
 func listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
@@ -163,11 +171,8 @@ func ingestCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		kcfg := kf.config()
-		if err := ensureTopics(ctx, kcfg, log); err != nil {
-			return err
-		}
 		m := metrics.New()
-		prod, err := ingest.NewProducer(inf.config(kcfg, m), log)
+		prod, err := newProducer(ctx, kcfg, inf, m, log)
 		if err != nil {
 			return err
 		}
@@ -413,13 +418,10 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		defer conn.Close()
-		kcfg := kf.config()
-		if err := ensureTopics(ctx, kcfg, log); err != nil {
-			return err
-		}
-		// Commands (approve, report) are appended to the log like events.
+		// Commands (approve, report, impersonation) are appended to the
+		// log like events.
 		m := metrics.New()
-		prod, err := ingest.NewProducer(inf.config(kcfg, m), log)
+		prod, err := newProducer(ctx, kf.config(), inf, m, log)
 		if err != nil {
 			return err
 		}
