@@ -15,6 +15,7 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/labstack/echo/v4"
+	"github.com/moat-dev/moat/internal/endpoints"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer/fingerprint"
@@ -26,6 +27,10 @@ type Handler struct {
 	fp    *fingerprint.Hasher
 	out   Appender
 	log   *slog.Logger
+
+	// endpoints manages the webhook endpoints (WithEndpoints); nil leaves
+	// the endpoint routes out.
+	endpoints *endpoints.Manager
 }
 
 // NewHandler returns the api routes' handler. fp recomputes the fingerprint
@@ -45,6 +50,9 @@ func (h *Handler) Routes(g *echo.Group) {
 		g.PUT("/v1/devices/:device_token/report", h.feedback(schemas.KindDeviceReport))
 		g.POST("/v1/impersonate", h.impersonate(schemas.KindImpersonateStart))
 		g.DELETE("/v1/impersonate", h.impersonate(schemas.KindImpersonateEnd))
+	}
+	if h.endpoints != nil {
+		h.endpointRoutes(g)
 	}
 }
 

@@ -35,6 +35,10 @@ type Decision struct {
 	Email *EmailInfo `json:"email,omitempty"`
 	// Trusted says the device was approved or trusted by feedback.
 	Trusted bool `json:"trusted,omitempty"`
+	// Lists are the list items the app's policy conditions matched, looked
+	// up in the lists as of scoring time (lists change: a replay under
+	// other lists may match others, and this records what was used).
+	Lists []ListMatch `json:"lists,omitempty"`
 	// Impersonated marks an event sent while the user was impersonated: it
 	// was not scored and taught nothing.
 	Impersonated bool `json:"impersonated,omitempty"`

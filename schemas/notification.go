@@ -19,7 +19,21 @@ const (
 	NotifyListItemUnarchived = "$list_item.unarchived"
 	NotifyDeviceUpdated      = "$device.updated"
 	NotifySessionEnded       = "$session.ended"
+	// NotifyWebhookTest is the test notification of
+	// POST /v1/webhooks/endpoints/{id}/test, addressed to one endpoint
+	// (Notification.EndpointID).
+	NotifyWebhookTest = "$webhook.test"
 )
+
+// NotificationTypes returns every notification type, the values an
+// endpoint may subscribe to.
+func NotificationTypes() []string {
+	return []string{
+		NotifyIncidentConfirmed, NotifyReviewOpened, NotifyPolicyMatched,
+		NotifyListItemCreated, NotifyListItemArchived, NotifyListItemUnarchived,
+		NotifyDeviceUpdated, NotifySessionEnded, NotifyWebhookTest,
+	}
+}
 
 // Notification is one webhook-worthy fact on TopicIncidents, keyed by app
 // and user. Downstream systems may consume the topic directly; the
@@ -41,6 +55,11 @@ type Notification struct {
 	EventID string `json:"event_id,omitempty"`
 	// Data is the Castle webhook `data` object, ready to send.
 	Data json.RawMessage `json:"data"`
+	// EndpointID, when set, addresses the notification to that one
+	// endpoint of the app (a test notification): the webhooker delivers it
+	// there only, whatever types the endpoint subscribed to. Other
+	// consumers of the topic should ignore addressed notifications.
+	EndpointID string `json:"endpoint_id,omitempty"`
 }
 
 // Key is the record key: app and user, so one user's notifications stay in

@@ -25,6 +25,19 @@ const (
 	// (undecodable input), with the reason in the HeaderError header, so
 	// that nothing is dropped silently.
 	TopicDeadLetter = "moat.deadletter.v1"
+	// TopicEndpoints is the registry of webhook endpoints managed through
+	// the API (internal/endpoints): one record per endpoint, keyed by app id
+	// and endpoint id, each create or update the endpoint's whole new state,
+	// a delete a tombstone. Compacted and kept forever; signing secrets are
+	// stored encrypted. Tombstones are kept 7 days (delete.retention.ms), as
+	// long as a pending webhook retry may still name the endpoint.
+	TopicEndpoints = "moat.endpoints.v1"
+	// TopicLists carries ListRecord records: the latest state of each of
+	// the apps' lists and list items, keyed by ListKey / ListItemKey and
+	// partitioned by the list (ListPartitionKey), a deletion a tombstone.
+	// Compacted and kept forever: the api and scorer roles rebuild their
+	// in-memory lists from it.
+	TopicLists = "moat.lists.v1"
 )
 
 // Consumer groups. Renaming one makes its role re-consume the whole
@@ -51,9 +64,9 @@ type TopicSpec struct {
 	Configs map[string]string
 }
 
-// AllTopics lists every topic Moat creates at start-up. The changelog is
-// compacted (only each user's latest state matters, kept forever); replies
-// are only useful for seconds.
+// AllTopics lists every topic Moat creates at start-up. The changelog and
+// the endpoints registry are compacted (only each key's latest state
+// matters, kept forever); replies are only useful for seconds.
 func AllTopics() []TopicSpec {
 	return []TopicSpec{
 		{Name: TopicEvents},
@@ -62,5 +75,7 @@ func AllTopics() []TopicSpec {
 		{Name: TopicDeadLetter},
 		{Name: TopicReplies, Configs: map[string]string{"retention.ms": "3600000"}},
 		{Name: TopicScorerState, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
+		{Name: TopicLists, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
+		{Name: TopicEndpoints, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1", "delete.retention.ms": "604800000"}},
 	}
 }

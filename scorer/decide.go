@@ -38,6 +38,8 @@ type Decider struct {
 	engine   *risk.Engine
 	enr      Enrichment
 	policies map[string]*risk.Policy
+	// lists answers the policies' list conditions (nil: none holds).
+	lists risk.Membership
 }
 
 // NewDecider returns a Decider. policies maps app ids to their policy
@@ -53,6 +55,16 @@ func NewDecider(ua *useragent.Parser, fp *fingerprint.Hasher, enr Enrichment, po
 		enr.Email = emailcheck.New(nil)
 	}
 	return &Decider{ua: ua, fp: fp, engine: risk.NewEngine(cfg), enr: enr, policies: policies}
+}
+
+// NewDeciderWithConfig is NewDecider with the risk engine's configuration
+// given instead of the scorer's. The quality harness (internal/simulate)
+// uses it to evaluate alternatives, such as a learned population; the
+// scorer role uses NewDecider.
+func NewDeciderWithConfig(ua *useragent.Parser, fp *fingerprint.Hasher, enr Enrichment, policies map[string]*risk.Policy, cfg risk.Config) *Decider {
+	d := NewDecider(ua, fp, enr, policies)
+	d.engine = risk.NewEngine(cfg)
+	return d
 }
 
 // NewState returns an empty user state.
@@ -109,8 +121,12 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		}
 		return dec, nil
 	}
+	var listMatches []schemas.ListMatch
 	if p, ok := d.policies[ev.AppID]; ok {
 		in.Policy = p
+		if d.lists != nil && p.UsesLists() {
+			in.Lists, listMatches = p.ListMatches(d.lists, ev.AppID, listValues(ev, &dev, ipInfo, emailInfo), ev.ReceivedAt)
+		}
 	}
 	in.Trusted, in.Reported = st.feedbackOf(fp)
 	a := d.engine.Assess(&st.Risk, in)
@@ -125,6 +141,7 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		IP:      ipInfo,
 		Email:   emailInfo,
 		Trusted: a.Feedback == "trusted",
+		Lists:   listMatches,
 	}
 	for _, c := range a.Contributions {
 		dec.Contributions = append(dec.Contributions, schemas.Contribution{Name: c.Score + ":" + c.Name, Kind: c.Kind, Value: c.Value})
@@ -143,7 +160,43 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 	if ev.Options != nil && ev.Options.TestApp {
 		applyTestToken(&dec, ev.Context.RequestToken)
 	}
-	return dec, d.notifications(&dec, st)
+	notes := d.notifications(&dec, st)
+	if a.Policy.Notify && !dec.Impersonated {
+		notes = append(notes, policyMatched(&dec, a.Policy.RuleID))
+	}
+	return dec, notes
+}
+
+// policyMatched is the $policy.matched notification of a decision whose
+// rule asked for one. Unlike the security webhooks it fires on every match;
+// its data is the decision as /v1/risk answers it with expand (Castle: "the
+// event information you can see in the Explore view"), plus the rule.
+func policyMatched(dec *schemas.Decision, ruleID string) schemas.Notification {
+	n := NewNotification(schemas.NotifyPolicyMatched, dec)
+	var data map[string]any
+	_ = json.Unmarshal(n.Data, &data) // NewNotification wrote it
+	ev := &dec.Event
+	data["rule_id"] = ruleID
+	data["event"] = map[string]any{"id": ev.ID, "type": ev.Type, "status": ev.Status, "name": ev.Name}
+	data["risk"] = dec.Risk
+	data["scores"] = map[string]any{
+		"account_takeover": map[string]float64{"score": dec.Scores.AccountTakeover},
+		"account_abuse":    map[string]float64{"score": dec.Scores.AccountAbuse},
+		"bot":              map[string]float64{"score": dec.Scores.Bot},
+	}
+	signals := map[string]any{}
+	for _, s := range dec.Signals {
+		signals[s] = map[string]any{}
+	}
+	data["signals"] = signals
+	if dec.IP != nil {
+		data["ip"] = dec.IP
+	}
+	if dec.Email != nil {
+		data["email"] = dec.Email
+	}
+	n.Data, _ = json.Marshal(data) // strings, numbers and maps: cannot fail
+	return n
 }
 
 // feedback applies a device command: later events from the device are

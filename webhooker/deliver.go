@@ -31,9 +31,14 @@ func (w *Worker) handleIncident(work context.Context, c *consumer, m kafkago.Mes
 		w.spawn(func() { w.badRecord(work, m, err, settle) })
 		return
 	}
+	if n.EndpointID != "" {
+		settle := c.track.add(m, 1)
+		w.spawn(func() { w.deliverAddressed(work, &n, settle) })
+		return
+	}
 	var targets []*endpoint
-	for _, e := range w.byApp[n.AppID] {
-		if e.wants(n.Type) {
+	for _, e := range w.current().byApp[n.AppID] {
+		if e.enabled && e.wants(n.Type) {
 			targets = append(targets, e)
 		}
 	}
@@ -63,12 +68,69 @@ func (w *Worker) handleRetry(ctx, work context.Context, c *consumer, m kafkago.M
 		w.spawn(func() { w.badRecord(work, m, err, settle) })
 		return true
 	}
+	if w.deletedEndpoint(d.AppID, d.EndpointID) {
+		// No need to wait until it is due.
+		w.spawn(func() { w.drop(&d, "endpoint deleted", settle) })
+		return true
+	}
 	if wait := d.DueAt.Sub(w.now()); wait > 0 && !sleep(ctx, wait) {
 		return false
 	}
-	e := w.endpoints[endpointKey(d.AppID, d.EndpointID)]
-	w.spawn(func() { w.deliver(work, e, &d, settle) })
+	w.spawn(func() {
+		e := w.lookup(work, d.AppID, d.EndpointID)
+		if e == nil && w.deletedEndpoint(d.AppID, d.EndpointID) {
+			w.drop(&d, "endpoint deleted", settle)
+			return
+		}
+		w.deliver(work, e, &d, settle)
+	})
 	return true
+}
+
+// deletedEndpoint reports whether the endpoint was deleted through the API
+// (and not recreated).
+func (w *Worker) deletedEndpoint(appID, endpointID string) bool {
+	return w.src != nil && w.src.Deleted(appID, endpointID) && w.current().byKey[endpointKey(appID, endpointID)] == nil
+}
+
+// deliverAddressed delivers a notification addressed to one endpoint (a
+// test notification): only there, whatever types it subscribed to and
+// even when disabled. When the endpoint does not exist (any more), the
+// notification is dropped.
+func (w *Worker) deliverAddressed(ctx context.Context, n *schemas.Notification, settle func()) {
+	d := &schemas.WebhookDelivery{
+		V:            schemas.WebhookDeliveryVersion,
+		DeliveryID:   DeliveryID(n.AppID, n.EndpointID, n.ID),
+		AppID:        n.AppID,
+		EndpointID:   n.EndpointID,
+		Notification: *n,
+	}
+	e := w.lookup(ctx, n.AppID, n.EndpointID)
+	if e == nil {
+		w.drop(d, "endpoint not found", settle)
+		return
+	}
+	w.deliver(ctx, e, d, settle)
+}
+
+// drop settles d without an attempt, because its endpoint is gone, and
+// says so in the delivery log (outcome OutcomeDropped). A dropped delivery
+// is not dead-lettered: there is nowhere to replay it to.
+func (w *Worker) drop(d *schemas.WebhookDelivery, reason string, settle func()) {
+	w.deliveries.Log(Attempt{
+		AppID:          d.AppID,
+		EndpointID:     d.EndpointID,
+		DeliveryID:     d.DeliveryID,
+		NotificationID: d.Notification.ID,
+		Type:           d.Notification.Type,
+		Attempt:        d.Attempts + 1,
+		Outcome:        OutcomeDropped,
+		Error:          reason,
+		At:             w.now(),
+	})
+	w.stats.dropped.Add(1)
+	w.log.Info("delivery dropped", "app", d.AppID, "endpoint", d.EndpointID, "delivery", d.DeliveryID, "reason", reason)
+	settle()
 }
 
 // deliver makes the next attempt of d to e (nil: the endpoint was removed)
@@ -83,8 +145,13 @@ func (w *Worker) deliver(ctx context.Context, e *endpoint, d *schemas.WebhookDel
 	case e == nil:
 		w.conclude(ctx, e, d, start, result{err: errors.New("endpoint no longer configured")}, false, settle)
 		return
-	case e.urlErr != nil:
-		w.conclude(ctx, e, d, start, result{err: e.urlErr}, false, settle)
+	case e.confErr != nil:
+		w.conclude(ctx, e, d, start, result{err: e.confErr}, false, settle)
+		return
+	case !e.enabled && d.Notification.EndpointID == "":
+		// Dead-lettered, so that `moat webhooks replay` can send it once
+		// the endpoint is enabled again.
+		w.conclude(ctx, e, d, start, result{err: errors.New("endpoint disabled")}, false, settle)
 		return
 	}
 	body, err := Body(&d.Notification)

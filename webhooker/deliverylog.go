@@ -24,6 +24,11 @@ const (
 	// or saturated; a retry is scheduled (or, after the last attempt, the
 	// delivery went to the dead letters).
 	OutcomeDeferred = "deferred"
+	// OutcomeDropped: no request was sent and none will be: the endpoint
+	// was deleted through the API while the delivery waited for a retry,
+	// or a test notification's endpoint no longer exists. Nothing goes to
+	// the dead letters.
+	OutcomeDropped = "dropped"
 )
 
 // Attempt is one row of the delivery log.

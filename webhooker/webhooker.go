@@ -2,7 +2,44 @@
 // endpoints: it consumes schemas.TopicIncidents with
 // github.com/segmentio/kafka-go as group schemas.GroupWebhooker, the way a
 // downstream subscriber would, and POSTs each notification to every
-// endpoint of its app (apps.Webhook) that subscribed to its type.
+// endpoint of its app that subscribed to its type.
+//
+// # Endpoints
+//
+// An app's endpoints come from two places: the apps file (apps.Webhook,
+// read once at start-up) and the registry of endpoints managed through the
+// API (internal/endpoints, given with WithEndpoints), which the worker
+// follows live. When the registry changes, the next notification goes to
+// the new set, without a restart:
+//
+//   - a created endpoint gets every notification fetched after the worker
+//     saw it (the API answers once the registry applied the write; the
+//     worker's copy follows within milliseconds);
+//   - an updated endpoint (URL, types, secrets) applies to new
+//     notifications and to pending retries, which name their endpoint by
+//     id; attempts already in flight finish with the old settings. The
+//     circuit breaker's state survives a change that keeps the URL;
+//   - a disabled endpoint gets no new notifications; a retry of it that
+//     comes due is dead-lettered ("endpoint disabled"), to be replayed
+//     once it is enabled again;
+//   - a deleted endpoint gets nothing more: its pending retries are
+//     dropped (not dead-lettered) with a delivery-log row of outcome
+//     OutcomeDropped and error "endpoint deleted". The registry remembers
+//     deletions for as long as the topic keeps tombstones (7 days, longer
+//     than any retry waits); a retry naming an endpoint that is unknown
+//     for any other reason (removed from the apps file) is dead-lettered
+//     as before.
+//
+// A notification with an EndpointID (the API's test notification,
+// $webhook.test) goes to that endpoint only, whatever types it subscribed
+// to and even when disabled; when the endpoint does not exist it is
+// dropped. An apps-file endpoint wins over a registry endpoint with the
+// same id, and registry endpoints of apps missing from the apps file are
+// ignored. API-managed endpoints are always signed with their own secrets,
+// never the app's API secret: when the registry cannot decrypt them (no or
+// another --endpoints-key) their deliveries are dead-lettered with that
+// reason. Their deliveries may reach private addresses only when the app
+// has allow_private_endpoints.
 //
 // # Requests
 //
@@ -19,8 +56,9 @@
 //	X-Moat-Attempt      1, 2, …
 //
 // The secret is the endpoint's (the first of Webhook.Secrets for the Castle
-// header, every one of them for X-Moat-Signature so a receiver can rotate),
-// or the app's API secret when the endpoint has none, as Castle does.
+// header, every one of them for X-Moat-Signature so a receiver can rotate;
+// for an API-managed endpoint, its newest secret first), or the app's API
+// secret when an apps-file endpoint has none, as Castle does.
 //
 // Verifying a delivery: the official Castle SDKs check X-Castle-Signature
 // (Verify does the same). It signs no timestamp, so a captured request can

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/moat-dev/moat/internal/apps"
+	"github.com/moat-dev/moat/internal/endpoints"
 	"github.com/moat-dev/moat/schemas"
 	kafkago "github.com/segmentio/kafka-go"
 )
@@ -24,9 +26,16 @@ type Worker struct {
 	reg        *apps.Registry
 	deliveries DeliveryLog
 	log        *slog.Logger
-	endpoints  map[string]*endpoint
-	byApp      map[string][]*endpoint
 	now        func() time.Time
+
+	// static are the apps file's endpoints, src the live registry of
+	// API-managed ones (nil: none), set the endpoints in use.
+	static          []*endpoint
+	src             EndpointSource
+	strict, private *http.Client
+	set             atomic.Pointer[endpointSet]
+	rebuild         sync.Mutex
+	warned          map[string]bool // guarded by rebuild
 
 	writer   *kafkago.Writer
 	inflight sync.WaitGroup
@@ -46,17 +55,56 @@ type Stats struct {
 	Delivered, Retried, Deferred, DeadLettered int64
 	// BadRecords went to schemas.TopicDeadLetter undecoded.
 	BadRecords int64
+	// Dropped deliveries: their endpoint was deleted through the API while
+	// they waited for a retry, or a test notification's endpoint is gone.
+	Dropped int64
 }
 
 type counters struct {
-	delivered, retried, deferred, dead, bad atomic.Int64
+	delivered, retried, deferred, dead, bad, dropped atomic.Int64
 }
+
+// EndpointSource is the live registry of API-managed endpoints
+// (*endpoints.Table). The worker reads it whenever its Version changes, so
+// endpoints created, changed or deleted through the API apply without a
+// restart.
+type EndpointSource interface {
+	// Version changes whenever an endpoint is created, updated or deleted.
+	Version() uint64
+	// Snapshot returns every endpoint and the version they are at.
+	Snapshot() (uint64, []endpoints.Endpoint)
+	// Deleted reports whether the endpoint was deleted.
+	Deleted(appID, id string) bool
+	// Sync waits until the registry has applied every write made so far.
+	Sync(ctx context.Context) error
+}
+
+// Option configures New.
+type Option func(*Worker)
+
+// WithEndpoints makes the worker deliver to the endpoints of src as well as
+// to the apps file's. An apps-file endpoint wins over a registry endpoint
+// with the same app and id; registry endpoints of apps that are not in the
+// apps file are ignored.
+func WithEndpoints(src EndpointSource) Option { return func(w *Worker) { w.src = src } }
+
+// endpointSet is the endpoints in use: the apps file's and the registry's
+// at one version of the registry. It is never modified once stored.
+type endpointSet struct {
+	version uint64
+	byKey   map[string]*endpoint
+	byApp   map[string][]*endpoint
+}
+
+// syncTimeout bounds the wait for the registry when a delivery names an
+// endpoint the worker does not know.
+const syncTimeout = 5 * time.Second
 
 // New returns a worker delivering the notifications of the apps in reg.
 // deliveries may be nil (no delivery log); log may be nil (slog.Default).
-// The registry is read once: restart the worker to apply a changed apps
-// file.
-func New(cfg Config, reg *apps.Registry, deliveries DeliveryLog, log *slog.Logger) (*Worker, error) {
+// The apps file (reg) is read once: restart the worker to apply a changed
+// apps file. Endpoints of WithEndpoints apply live.
+func New(cfg Config, reg *apps.Registry, deliveries DeliveryLog, log *slog.Logger, opts ...Option) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -75,27 +123,143 @@ func New(cfg Config, reg *apps.Registry, deliveries DeliveryLog, log *slog.Logge
 		reg:        reg,
 		deliveries: deliveries,
 		log:        log,
-		endpoints:  map[string]*endpoint{},
-		byApp:      map[string][]*endpoint{},
 		now:        time.Now,
+		strict:     newClient(cfg, false),
+		private:    newClient(cfg, true),
+		warned:     map[string]bool{},
 	}
-	strict, private := newClient(cfg, false), newClient(cfg, true)
+	for _, o := range opts {
+		o(w)
+	}
+	seen := map[string]bool{}
 	for _, app := range reg.All() {
 		for _, h := range app.Webhooks {
 			k := endpointKey(app.ID, h.ID)
-			if h.ID == "" || w.endpoints[k] != nil {
+			if h.ID == "" || seen[k] {
 				log.Warn("webhook endpoint skipped: its id is empty or not unique in the app", "app", app.ID, "endpoint", h.ID)
 				continue
 			}
-			e := newEndpoint(cfg, app, h, strict, private)
-			if e.urlErr != nil {
-				log.Warn("webhook endpoint has an invalid url; its deliveries will be dead-lettered", "app", app.ID, "endpoint", h.ID, "err", e.urlErr)
+			seen[k] = true
+			e := newEndpoint(cfg, app, h, w.strict, w.private)
+			if e.confErr != nil {
+				log.Warn("webhook endpoint has an invalid url; its deliveries will be dead-lettered", "app", app.ID, "endpoint", h.ID, "err", e.confErr)
 			}
-			w.endpoints[k] = e
-			w.byApp[app.ID] = append(w.byApp[app.ID], e)
+			w.static = append(w.static, e)
 		}
 	}
+	var version uint64
+	var managed []endpoints.Endpoint
+	if w.src != nil {
+		version, managed = w.src.Snapshot()
+	}
+	w.set.Store(w.buildSet(version, managed, nil))
 	return w, nil
+}
+
+// current returns the endpoints in use, first rebuilding them when the
+// registry changed.
+func (w *Worker) current() *endpointSet {
+	set := w.set.Load()
+	if w.src == nil || w.src.Version() == set.version {
+		return set
+	}
+	w.rebuild.Lock()
+	defer w.rebuild.Unlock()
+	set = w.set.Load()
+	v, managed := w.src.Snapshot()
+	if v == set.version {
+		return set
+	}
+	next := w.buildSet(v, managed, set)
+	w.set.Store(next)
+	w.log.Info("webhook endpoints changed", "version", v, "endpoints", len(next.byKey))
+	return next
+}
+
+// buildSet returns the apps file's endpoints and those of managed, at
+// version v of the registry. Endpoints unchanged since prev are kept as
+// they are, and a changed one keeps its health when its URL did not
+// change. w.rebuild is held, or the worker is being created.
+func (w *Worker) buildSet(v uint64, managed []endpoints.Endpoint, prev *endpointSet) *endpointSet {
+	set := &endpointSet{version: v, byKey: map[string]*endpoint{}, byApp: map[string][]*endpoint{}}
+	add := func(e *endpoint) {
+		set.byKey[endpointKey(e.appID, e.id)] = e
+		set.byApp[e.appID] = append(set.byApp[e.appID], e)
+	}
+	for _, e := range w.static {
+		add(e)
+	}
+	for _, m := range managed {
+		k := endpointKey(m.AppID, m.ID)
+		if set.byKey[k] != nil {
+			w.warnOnce(k+"\x00dup", "API endpoint ignored: the apps file has an endpoint with its id", "app", m.AppID, "endpoint", m.ID)
+			continue
+		}
+		app, ok := w.reg.Get(m.AppID)
+		if !ok {
+			w.warnOnce(k+"\x00app", "API endpoint ignored: its app is not in the apps file", "app", m.AppID, "endpoint", m.ID)
+			continue
+		}
+		var old *endpoint
+		if prev != nil {
+			if o := prev.byKey[k]; o != nil && o.managed {
+				old = o
+			}
+		}
+		e := newManagedEndpoint(w.cfg, app, m, w.strict, w.private, old)
+		if old != nil && old.sameAs(e) {
+			e = old
+		} else if e.confErr != nil {
+			w.log.Error("webhook endpoint unusable; its deliveries will be dead-lettered", "app", m.AppID, "endpoint", m.ID, "err", e.confErr)
+		}
+		add(e)
+	}
+	return set
+}
+
+func (w *Worker) warnOnce(key, msg string, args ...any) {
+	if w.warned[key] {
+		return
+	}
+	w.warned[key] = true
+	w.log.Warn(msg, args...)
+}
+
+// lookup returns the endpoint a delivery names, syncing with the registry
+// first when it is unknown (it may have just been created); nil when there
+// is no such endpoint.
+func (w *Worker) lookup(ctx context.Context, appID, endpointID string) *endpoint {
+	k := endpointKey(appID, endpointID)
+	if e := w.current().byKey[k]; e != nil || w.src == nil {
+		return e
+	}
+	sctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if err := w.src.Sync(sctx); err != nil && ctx.Err() == nil {
+		w.log.Warn("endpoint registry not synced", "err", err)
+	}
+	return w.current().byKey[k]
+}
+
+// syncEndpoints waits until the registry has caught up with its topic,
+// retrying while the broker does not answer. It returns false when ctx
+// ended first.
+func (w *Worker) syncEndpoints(ctx context.Context) bool {
+	for {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := w.src.Sync(sctx)
+		cancel()
+		if err == nil {
+			return true
+		}
+		if ctx.Err() != nil {
+			return false
+		}
+		w.log.Warn("endpoint registry not caught up yet; retrying", "err", err)
+		if !sleep(ctx, time.Second) {
+			return false
+		}
+	}
 }
 
 // Stats returns the worker's counters.
@@ -106,6 +270,7 @@ func (w *Worker) Stats() Stats {
 		Deferred:     w.stats.deferred.Load(),
 		DeadLettered: w.stats.dead.Load(),
 		BadRecords:   w.stats.bad.Load(),
+		Dropped:      w.stats.dropped.Load(),
 	}
 }
 
@@ -132,6 +297,11 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		return err
 	}
+	// Retries name their endpoint: know every API-managed endpoint before
+	// reading them.
+	if w.src != nil && !w.syncEndpoints(ctx) {
+		return nil
+	}
 	w.writer = &kafkago.Writer{
 		Addr:         kafkago.TCP(w.cfg.Kafka.Brokers...),
 		Balancer:     &kafkago.Murmur2Balancer{},
@@ -155,7 +325,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			track:  newTracker(w.cfg.MaxPending),
 		})
 	}
-	w.log.Info("webhooker started", "endpoints", len(w.endpoints), "tiers", len(consumers)-1, "max_attempts", w.cfg.MaxAttempts())
+	w.log.Info("webhooker started", "endpoints", len(w.current().byKey), "tiers", len(consumers)-1, "max_attempts", w.cfg.MaxAttempts())
 
 	// Attempts run on work, which outlives ctx by up to ShutdownGrace.
 	work, abandon := context.WithCancel(context.WithoutCancel(ctx))
@@ -209,7 +379,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Warn("flush delivery log", "err", err)
 	}
 	s := w.Stats()
-	w.log.Info("webhooker stopped", "delivered", s.Delivered, "retried", s.Retried, "deferred", s.Deferred, "dead_lettered", s.DeadLettered)
+	w.log.Info("webhooker stopped", "delivered", s.Delivered, "retried", s.Retried, "deferred", s.Deferred, "dead_lettered", s.DeadLettered, "dropped", s.Dropped)
 	return nil
 }
 

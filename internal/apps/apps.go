@@ -29,6 +29,9 @@ type App struct {
 	Test bool `yaml:"test,omitempty" json:"test,omitempty"`
 	// Webhooks are the app's notification endpoints.
 	Webhooks []Webhook `yaml:"webhooks,omitempty" json:"webhooks,omitempty"`
+	// AllowPrivateEndpoints lets webhook endpoints the app creates through
+	// the API reach loopback and private addresses (refused by default).
+	AllowPrivateEndpoints bool `yaml:"allow_private_endpoints,omitempty" json:"allow_private_endpoints,omitempty"`
 	// Risk tunes the synchronous risk, filter and authenticate calls.
 	Risk RiskSettings `yaml:"risk,omitempty" json:"risk,omitempty"`
 	// Policy is the app's risk policy (ordered rules; see

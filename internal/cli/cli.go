@@ -37,6 +37,7 @@ func Commands() []Command {
 		{"webhooks", "webhooks replay: send dead-lettered webhook deliveries again", webhooksCommand},
 		{"healthcheck", "probe a URL (exit 0 on 200), for container health checks", healthcheckCommand},
 		{"load", "drive Castle-style traffic at a running Moat and report throughput, latency and lag", loadCommand},
+		{"simulate", "score labelled legitimate and attack traffic with the real scorer and a baseline; report detection quality", simulateCommand},
 		{"migrate", "apply ClickHouse migrations and exit", migrateCommand},
 		{"broker", "run the embedded Kafka-protocol broker (kfake) on its own", brokerCommand},
 	}

@@ -43,6 +43,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		inf       ingestFlags
 		sf        scorerFlags
 		ef        enrichmentFlags
+		ekf       endpointsFlags
 		dataDir   string
 		kafkaPort int
 		chPort    int
@@ -59,6 +60,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 	inf.register(fs)
 	sf.register(fs)
 	ef.register(fs)
+	ekf.register(fs)
 	fs.StringVar(&dataDir, "data-dir", "./.moat", "where the embedded Kafka, ClickHouse and generated secrets live")
 	fs.IntVar(&kafkaPort, "kafka-port", 19092, "port of the embedded Kafka (127.0.0.1); 0 picks a free one")
 	fs.IntVar(&chPort, "clickhouse-port", 19000, "native port of the local ClickHouse started when --clickhouse-addr is empty; 0 picks a free one")
@@ -72,7 +74,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		}
 		d := &devStack{log: log, dataDir: dataDir}
 		defer d.close()
-		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, kafkaPort: kafkaPort, chPort: chPort, kafkaSync: kafkaSync})
+		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, ekf: ekf, kafkaPort: kafkaPort, chPort: chPort, kafkaSync: kafkaSync})
 	}
 }
 
@@ -84,6 +86,7 @@ type devOptions struct {
 	inf       ingestFlags
 	sf        scorerFlags
 	ef        enrichmentFlags
+	ekf       endpointsFlags
 	kafkaPort int
 	chPort    int
 	kafkaSync bool
@@ -115,7 +118,7 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	if o.hf.appsFile != "" {
 		reg, err = apps.Load(o.hf.appsFile)
 	} else {
-		reg, err = apps.New([]apps.App{{ID: DefaultAppID, Name: "Default app", Secret: secret, Test: true}})
+		reg, err = apps.New([]apps.App{{ID: DefaultAppID, Name: "Default app", Secret: secret, Test: true, AllowPrivateEndpoints: true}})
 	}
 	if err != nil {
 		return err
@@ -140,6 +143,11 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 		return err
 	}
 	hasher, err := fingerprint.New(key)
+	if err != nil {
+		return err
+	}
+	// The endpoints key is kept in the data dir like the device key.
+	endpointsCipher, err := o.ekf.persistedCipher(d.dataDir)
 	if err != nil {
 		return err
 	}
@@ -184,6 +192,14 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 		return err
 	}
 	d.closers = append(d.closers, prod.Close)
+	// One follower of the lists topic serves the Lists API and the
+	// scorer's list conditions.
+	listsRT, err := newLists(kcfg, o.inf.produceTimeout, log)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, listsRT.close)
+	decider.SetLists(listsRT.follower.Index())
 	sc, err := scorer.New(o.sf.config(kcfg, m), decider, log)
 	if err != nil {
 		return err
@@ -192,7 +208,14 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	if err != nil {
 		return err
 	}
-	wh, err := newWebhooker(kcfg, reg, conn, o.cf.database, m, log)
+	// One endpoint registry serves the API's endpoint routes and the
+	// webhooker.
+	endpointReg, err := newEndpointRegistry(kcfg, endpointsCipher, true, o.inf.produceTimeout, log)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, endpointReg.close)
+	wh, err := newWebhooker(kcfg, reg, endpointReg.table, conn, o.cf.database, m, log)
 	if err != nil {
 		return err
 	}
@@ -206,7 +229,8 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	e.Use(httpapi.Authenticate(reg))
 	authed := e.Group("")
 	ingest.NewHandler(prod, replies, log).Routes(authed)
-	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, prod, log).Routes(authed)
+	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, prod, log).WithEndpoints(endpointReg.mgr).Routes(authed)
+	api.NewListsHandler(listsRT.service, log).Routes(authed)
 
 	ln, err := listen(o.hf.addr)
 	if err != nil {
@@ -214,8 +238,10 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return replies.Run(gctx) })
-	g.Go(func() error { return sc.Run(gctx) })
+	g.Go(func() error { return listsRT.follower.Run(gctx) })
+	g.Go(func() error { return afterLists(listsRT.follower, log, sc.Run)(gctx) })
 	g.Go(func() error { return pj.Run(gctx) })
+	g.Go(func() error { return endpointReg.table.Run(gctx) })
 	g.Go(func() error { return wh.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, ln, e, log) })
 

@@ -22,6 +22,7 @@ import (
 	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/lists"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/schemas"
@@ -244,13 +245,20 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err := ensureTopics(ctx, kcfg, log); err != nil {
 			return err
 		}
+		// Policies' list conditions look values up in a follower of the
+		// lists topic (a global table: the lists as of scoring time).
+		listsF, err := lists.NewFollower(kcfg, log)
+		if err != nil {
+			return err
+		}
+		d.SetLists(listsF.Index())
 		m := metrics.New()
 		w, err := scorer.New(sf.config(kcfg, m), d, log)
 		if err != nil {
 			return err
 		}
 		log.Info("scorer ready")
-		return mf.run(ctx, m, log, w.Run)
+		return mf.run(ctx, m, log, followLists(listsF, log, w.Run))
 	}
 }
 
@@ -389,6 +397,7 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 		hf  httpFlags
 		sf  scorerFlags
 		inf ingestFlags
+		ekf endpointsFlags
 	)
 	lf.register(fs)
 	kf.register(fs)
@@ -396,6 +405,7 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 	hf.register(fs, "127.0.0.1:8081")
 	sf.registerKey(fs)
 	inf.register(fs)
+	ekf.register(fs)
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
 		if err != nil {
@@ -413,6 +423,13 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err != nil {
 			return err
 		}
+		endpointsCipher, err := ekf.cipher()
+		if err != nil {
+			return err
+		}
+		if endpointsCipher == nil {
+			return errNoEndpointsKey
+		}
 		conn, err := openClickHouse(ctx, cf, log)
 		if err != nil {
 			return err
@@ -426,15 +443,33 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		defer prod.Close()
+		// Webhook endpoints are records on their own compacted topic.
+		endpointReg, err := newEndpointRegistry(kf.config(), endpointsCipher, false, inf.produceTimeout, log)
+		if err != nil {
+			return err
+		}
+		defer endpointReg.close()
+		// Lists are records on their own compacted topic, served from an
+		// in-memory copy of it.
+		listsRT, err := newLists(kf.config(), inf.produceTimeout, log)
+		if err != nil {
+			return err
+		}
+		defer listsRT.close()
 		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit, Metrics: m}, log)
-		healthRoutes(e, probe{"clickhouse", conn.Ping}, probe{"kafka", prod.Ping})
+		healthRoutes(e, probe{"clickhouse", conn.Ping}, probe{"kafka", prod.Ping}, probe{"endpoints", endpointReg.table.Sync})
 		e.Use(httpapi.Authenticate(reg))
-		api.NewHandler(api.NewStore(conn, cf.database), hasher, prod, log).Routes(e.Group(""))
+		api.NewHandler(api.NewStore(conn, cf.database), hasher, prod, log).WithEndpoints(endpointReg.mgr).Routes(e.Group(""))
+		api.NewListsHandler(listsRT.service, log).Routes(e.Group(""))
 		ln, err := listen(hf.addr)
 		if err != nil {
 			return err
 		}
 		log.Info("api ready", "http_addr", ln.Addr().String())
-		return serveHTTP(ctx, ln, e, log)
+		g, gctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return endpointReg.table.Run(gctx) })
+		g.Go(func() error { return listsRT.follower.Run(gctx) })
+		g.Go(func() error { return serveHTTP(gctx, ln, e, log) })
+		return g.Wait()
 	}
 }

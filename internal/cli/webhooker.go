@@ -7,26 +7,124 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/moat-dev/moat/internal/apps"
 	"github.com/moat-dev/moat/internal/chstore"
+	"github.com/moat-dev/moat/internal/endpoints"
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/webhooker"
+	"golang.org/x/sync/errgroup"
 )
 
+// endpointsFlags locate the key that seals the signing secrets of webhook
+// endpoints managed through the API (internal/endpoints).
+type endpointsFlags struct {
+	key, keyFile string
+}
+
+func (f *endpointsFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.key, "endpoints-key", "", "hex-encoded 32-byte key (AES-256-GCM) sealing the signing secrets of webhook endpoints created through the API; the same on every api and webhooker, never changed")
+	fs.StringVar(&f.keyFile, "endpoints-key-file", "", "file holding the hex endpoints key (instead of --endpoints-key)")
+}
+
+// errNoEndpointsKey says how to configure the endpoints key.
+var errNoEndpointsKey = errors.New("an endpoints key is required: --endpoints-key, --endpoints-key-file or MOAT_ENDPOINTS_KEY (64 hex characters; generate one with `openssl rand -hex 32`)")
+
+// cipher returns the cipher of the configured key, nil when none is given.
+func (f *endpointsFlags) cipher() (*endpoints.Cipher, error) {
+	var hexKey string
+	switch {
+	case f.key != "" && f.keyFile != "":
+		return nil, errors.New("give --endpoints-key or --endpoints-key-file, not both")
+	case f.key != "":
+		hexKey = f.key
+	case f.keyFile != "":
+		b, err := os.ReadFile(f.keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("read endpoints key: %w", err)
+		}
+		hexKey = string(b)
+	default:
+		return nil, nil
+	}
+	key, err := endpoints.ParseKey(hexKey)
+	if err != nil {
+		return nil, fmt.Errorf("endpoints key: %w", err)
+	}
+	return endpoints.NewCipher(key)
+}
+
+// persistedCipher returns the cipher of the configured key or, when none
+// is given, of the key kept in dataDir/endpoints.key (created on first
+// use), as `moat dev` keeps its device key.
+func (f *endpointsFlags) persistedCipher(dataDir string) (*endpoints.Cipher, error) {
+	c, err := f.cipher()
+	if err != nil || c != nil {
+		return c, err
+	}
+	hexKey, err := persistedSecret(filepath.Join(dataDir, "endpoints.key"), endpoints.KeySize)
+	if err != nil {
+		return nil, err
+	}
+	key, err := endpoints.ParseKey(string(hexKey))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dataDir, "endpoints.key"), err)
+	}
+	return endpoints.NewCipher(key)
+}
+
+// endpointRegistry is the registry of API-managed webhook endpoints as a
+// role uses it: the table (run it with the role) and, for the API, the
+// manager behind the endpoint routes.
+type endpointRegistry struct {
+	table *endpoints.Table
+	mgr   *endpoints.Manager
+}
+
+// newEndpointRegistry connects the table and the manager. The table gets
+// the cipher only when decrypt is true (the webhooker signs with the
+// secrets; the API never needs them in plaintext).
+func newEndpointRegistry(kcfg kafka.Config, c *endpoints.Cipher, decrypt bool, produceTimeout time.Duration, log *slog.Logger) (*endpointRegistry, error) {
+	tc := c
+	if !decrypt {
+		tc = nil
+	}
+	table, err := endpoints.NewTable(kcfg, tc, log)
+	if err != nil {
+		return nil, err
+	}
+	mgr, err := endpoints.NewManager(endpoints.ManagerConfig{Kafka: kcfg, ProduceTimeout: produceTimeout}, table, c, log)
+	if err != nil {
+		table.Close()
+		return nil, err
+	}
+	return &endpointRegistry{table: table, mgr: mgr}, nil
+}
+
+func (r *endpointRegistry) close() {
+	r.mgr.Close()
+	r.table.Close()
+}
+
 // newWebhooker builds a webhooker whose delivery attempts are logged to
-// ClickHouse (conn may be nil: attempts are then not logged).
-func newWebhooker(kcfg kafka.Config, reg *apps.Registry, conn driver.Conn, database string, m *metrics.Metrics, log *slog.Logger) (*webhooker.Worker, error) {
+// ClickHouse (conn may be nil: attempts are then not logged) and that
+// delivers to the API-managed endpoints of src too (nil: apps file only).
+func newWebhooker(kcfg kafka.Config, reg *apps.Registry, src webhooker.EndpointSource, conn driver.Conn, database string, m *metrics.Metrics, log *slog.Logger) (*webhooker.Worker, error) {
 	cfg := webhooker.DefaultConfig()
 	cfg.Kafka = kcfg
 	var dl webhooker.DeliveryLog = webhooker.NopLog{}
 	if conn != nil {
 		dl = webhooker.NewClickHouseLog(conn, database)
 	}
-	w, err := webhooker.New(cfg, reg, dl, log)
+	var opts []webhooker.Option
+	if src != nil {
+		opts = append(opts, webhooker.WithEndpoints(src))
+	}
+	w, err := webhooker.New(cfg, reg, dl, log, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -44,12 +142,14 @@ func webhookerCommand() (*flag.FlagSet, func(context.Context) error) {
 		kf       kafkaFlags
 		cf       clickhouseFlags
 		mf       metricsFlags
+		ekf      endpointsFlags
 		appsFile string
 	)
 	lf.register(fs)
 	kf.register(fs)
 	cf.register(fs, "127.0.0.1:9000")
 	mf.register(fs)
+	ekf.register(fs)
 	fs.StringVar(&appsFile, "apps-file", "", "apps file (YAML or JSON) with the apps' webhook endpoints")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
@@ -71,13 +171,34 @@ func webhookerCommand() (*flag.FlagSet, func(context.Context) error) {
 				return err
 			}
 		}
+		cipher, err := ekf.cipher()
+		if err != nil {
+			return err
+		}
+		if cipher == nil {
+			log.Warn("no endpoints key: webhook endpoints created through the API cannot be signed and their deliveries are dead-lettered", "hint", errNoEndpointsKey.Error())
+		}
+		kcfg := kf.config()
+		if err := ensureTopics(ctx, kcfg, log); err != nil {
+			return err
+		}
+		table, err := endpoints.NewTable(kcfg, cipher, log)
+		if err != nil {
+			return err
+		}
+		defer table.Close()
 		m := metrics.New()
-		w, err := newWebhooker(kf.config(), reg, conn, cf.database, m, log)
+		w, err := newWebhooker(kcfg, reg, table, conn, cf.database, m, log)
 		if err != nil {
 			return err
 		}
 		log.Info("webhooker ready")
-		return mf.run(ctx, m, log, w.Run)
+		return mf.run(ctx, m, log, func(ctx context.Context) error {
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return table.Run(gctx) })
+			g.Go(func() error { return w.Run(gctx) })
+			return g.Wait()
+		})
 	}
 }
 

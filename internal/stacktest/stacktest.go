@@ -25,12 +25,14 @@ import (
 	"github.com/moat-dev/moat/internal/chtest"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/lists"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/moat-dev/moat/scorer/fingerprint"
+	"github.com/moat-dev/moat/scorer/risk"
 	"github.com/moat-dev/moat/webhooker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
@@ -61,6 +63,9 @@ type Options struct {
 	// WebhookURL, when set, gives app-a a webhook endpoint there (loopback
 	// allowed) and runs a webhooker.
 	WebhookURL string
+	// Policies are the apps' risk policies (by app id); SetPolicies
+	// changes them.
+	Policies map[string]*risk.Policy
 }
 
 // Stack is one running pipeline.
@@ -75,6 +80,9 @@ type Stack struct {
 	Hasher  *fingerprint.Hasher
 	Decider *scorer.Decider
 	Admin   *kadm.Client
+	// Lists is the follower of the lists topic that both the Lists API
+	// and the scorer's policies read (as in moat dev).
+	Lists   *lists.Follower
 	Metrics *metrics.Metrics
 
 	mu      sync.Mutex
@@ -137,7 +145,16 @@ func New(t testing.TB, o Options) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Decider = scorer.NewDecider(ua, s.Hasher, scorer.Enrichment{}, nil)
+	s.Lists, err = lists.NewFollower(kcfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lctx, lcancel := context.WithCancel(context.Background())
+	ldone := make(chan struct{})
+	go func() { defer close(ldone); _ = s.Lists.Run(lctx) }()
+	t.Cleanup(func() { lcancel(); <-ldone })
+	s.Decider = scorer.NewDecider(ua, s.Hasher, scorer.Enrichment{}, o.Policies)
+	s.Decider.SetLists(s.Lists.Index())
 
 	s.Metrics = metrics.New()
 	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.ProduceTimeout, Linger: time.Millisecond, Metrics: s.Metrics}, log)
@@ -157,6 +174,12 @@ func New(t testing.TB, o Options) *Stack {
 	t.Cleanup(func() { rcancel(); <-rdone })
 	ingest.NewHandler(prod, replies, log).Routes(authed)
 	api.NewHandler(api.NewStore(conn, db), s.Hasher, prod, log).Routes(authed)
+	lw, err := lists.NewWriter(kcfg, o.ProduceTimeout, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lw.Close)
+	api.NewListsHandler(lists.NewService(s.Lists, lw, o.ProduceTimeout, log), log).Routes(authed)
 	srv := httptest.NewServer(e)
 	s.URL = srv.URL
 	t.Cleanup(func() { srv.Close(); prod.Close() })
@@ -259,6 +282,18 @@ func (s *Stack) StartScorer() {
 		s.t.Fatal(err)
 	}
 	s.start("scorer", w.Run)
+}
+
+// SetPolicies replaces the apps' risk policies (list conditions included):
+// stop the scorer first and start it again after.
+func (s *Stack) SetPolicies(p map[string]*risk.Policy) {
+	s.t.Helper()
+	ua, err := useragent.New(0)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.Decider = scorer.NewDecider(ua, s.Hasher, scorer.Enrichment{}, p)
+	s.Decider.SetLists(s.Lists.Index())
 }
 
 // StopScorer stops the scorer and waits for it.

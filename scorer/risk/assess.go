@@ -391,7 +391,10 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 		sig.set(sNewLanguage, newVal(FeatLanguage))
 		sig.set(sNewOS, newVal(FeatOS))
 		sig.set(sNewDeviceType, newVal(FeatDeviceType))
-		if st.LocValid && located(&in.IP) {
+		// A place the user has been learned at (a known /24) is not
+		// impossible to reach: it is where their mobile carrier's
+		// gateway or their VPN geolocates, far from their other places.
+		if st.LocValid && located(&in.IP) && !(fv[FeatSubnet] != 0 && st.Features[FeatSubnet].find(fv[FeatSubnet]) >= 0) {
 			d := haversineKm(float64(st.Lat), float64(st.Lon), in.IP.Lat, in.IP.Lon)
 			if d >= cfg.TravelMinKm {
 				hours := 0.0
@@ -502,29 +505,42 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 	add(gATO, Contribution{Score: ScoreAccountTakeover, Name: "base", Kind: "base", Value: round6(ato)})
 	add(gBot, Contribution{Score: ScoreBot, Name: "base", Kind: "base", Value: round6(bot)})
 
-	// Freeman et al.: sum over features of log P(x|attacker)/P(x|user).
+	// Freeman et al.: sum over features of log P(x|attacker)/P(x|user),
+	// with the device as a feature too. The browser, OS, device type and
+	// language make up the device's fingerprint, so for a device the user
+	// is known to use they add no evidence of their own: its likelihood
+	// ratio replaces theirs (a backoff, as for hierarchical features).
 	if st.Learned > 0 {
-		m := cfg.PriorStrength
+		fpH := uint64(0)
+		if fp := in.Device.Fingerprint; fp != "" {
+			fpH = fnv64(fp)
+		}
+		knownDevice := fpH != 0 && st.findDevice(fpH) >= 0
 		e.mu.Lock()
 		for f := Feature(0); f < numFeatures; f++ {
 			h := fv[f]
 			t := &st.Features[f]
-			if h == 0 || t.N == 0 || cfg.FeatureWeights[f] == 0 {
+			if h == 0 || t.N == 0 || cfg.FeatureWeights[f] == 0 || knownDevice && deviceFeature(f) {
 				continue
 			}
-			n := float64(t.total())
 			c := 0.0
 			if i := t.find(h); i >= 0 {
 				c = float64(t.E[i].Count)
 			}
-			p := e.popFreq(f, h)
-			lr := math.Log(p * (n + m) / (c + m*p))
-			lr = math.Max(cfg.MinLogRatio, math.Min(cfg.MaxLogRatio, lr))
-			v := cfg.FeatureWeights[f] * lr
+			v := cfg.FeatureWeights[f] * e.logRatio(e.popFreq(f, h), c, float64(t.total()), st.Novel[f])
 			ato += v
 			add(gATO, Contribution{Score: ScoreAccountTakeover, Name: featureNames[f], Kind: "feature", Value: round6(v)})
 		}
 		e.mu.Unlock()
+		if fpH != 0 && st.NDevices > 0 && cfg.DeviceWeight != 0 {
+			c := 0.0
+			if i := st.findDevice(fpH); i >= 0 {
+				c = float64(st.Devices[i].Count)
+			}
+			v := cfg.DeviceWeight * e.logRatio(1/cfg.DeviceVocabulary, c, float64(st.deviceTotal()), st.NovelDevices)
+			ato += v
+			add(gATO, Contribution{Score: ScoreAccountTakeover, Name: "device", Kind: "feature", Value: round6(v)})
+		}
 	}
 
 	a.Signals = make([]string, 0, bits.OnesCount32(uint32(sig)))
@@ -547,7 +563,8 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 			add(gBot, Contribution{Score: ScoreBot, Name: signalNames[i], Kind: "signal", Value: round6(w.Bot)})
 		}
 	}
-	a.Scores = Scores{AccountTakeover: round6(logistic(ato)), AccountAbuse: round6(logistic(abuse)), Bot: round6(logistic(bot))}
+	pATO, pAbuse, pBot := logistic(ato), logistic(abuse), logistic(bot)
+	a.Scores = Scores{AccountTakeover: round6(pATO), AccountAbuse: round6(pAbuse), Bot: round6(pBot)}
 	switch {
 	case in.Reported:
 		a.Feedback = "reported"
@@ -560,7 +577,12 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 		add(gATO, Contribution{Score: ScoreAccountTakeover, Name: "trusted_device", Kind: "feedback", Value: 0})
 		a.Risk = 0
 	default:
-		a.Risk = math.Max(a.Scores.AccountTakeover, math.Max(a.Scores.AccountAbuse, a.Scores.Bot))
+		// The probability that at least one of the three threats is
+		// present, taking them as independent (a noisy-OR). Unlike their
+		// maximum, it keeps the order of the takeover score below the
+		// other scores' bases, so a policy can challenge any share of
+		// logins by risk.
+		a.Risk = round6(1 - (1-pATO)*(1-pAbuse)*(1-pBot))
 	}
 	a.Contributions = make([]Contribution, 0, gn[0]+gn[1]+gn[2])
 	for g := range gbuf {
@@ -601,17 +623,46 @@ func (e *Engine) learn(st *UserState, in *Input, fv *[numFeatures]uint32, now ui
 	}
 	for f := Feature(0); f < numFeatures; f++ {
 		if fv[f] != 0 {
+			if st.Features[f].find(fv[f]) < 0 && st.Novel[f] < math.MaxUint16 {
+				st.Novel[f]++
+			}
 			st.Features[f].observe(fv[f], now, featureCaps[f])
 		}
 	}
 	if fp := in.Device.Fingerprint; fp != "" {
-		st.observeDevice(fnv64(fp), now)
+		h := fnv64(fp)
+		if st.findDevice(h) < 0 && st.NovelDevices < math.MaxUint16 {
+			st.NovelDevices++
+		}
+		st.observeDevice(h, now)
 	}
 	if located(&in.IP) && now >= st.LocAt {
 		st.LocValid = true
 		st.Lat, st.Lon, st.LocAt = float32(in.IP.Lat), float32(in.IP.Lon), now
 	}
 	e.learnPop(fv)
+}
+
+// deviceFeature reports the features that are part of the device
+// fingerprint.
+func deviceFeature(f Feature) bool {
+	return f == FeatBrowser || f == FeatOS || f == FeatDeviceType || f == FeatLanguage
+}
+
+// logRatio is the clamped log likelihood ratio log P(x|attacker) /
+// P(x|user) of a value with attacker (population) probability p, seen c
+// times among the user's n. The user's distribution is smoothed against
+// the population with strength α, the user's own count of new values
+// (Witten-Bell: a user who often shows new values is less surprising when
+// they show one more), at least PriorStrength:
+//
+//	P(x|user) = (c + α·p) / (n + α)
+//
+// so a value the user never used has the ratio (n + α) / α.
+func (e *Engine) logRatio(p, c, n float64, novel uint16) float64 {
+	a := math.Max(e.cfg.PriorStrength, float64(novel))
+	lr := math.Log(p * (n + a) / (c + a*p))
+	return math.Max(e.cfg.MinLogRatio, math.Min(e.cfg.MaxLogRatio, lr))
 }
 
 // sortContributions orders one score's contributions (base excluded) by

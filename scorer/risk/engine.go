@@ -37,15 +37,21 @@ type Config struct {
 	SharedUserTTL                                                uint32
 
 	// Account-takeover model (docs/signals.md, "The account-takeover model").
-	// PriorStrength is m, the pseudo-count of the population prior in the
-	// user's smoothed distribution. FeatureWeights scale each feature's
-	// log likelihood ratio, clamped to [MinLogRatio, MaxLogRatio].
+	// PriorStrength is the least pseudo-count α of the population prior in
+	// the user's smoothed distribution (α is the user's count of new
+	// values, Witten-Bell, when that is larger). FeatureWeights scale each
+	// feature's log likelihood ratio, clamped to [MinLogRatio,
+	// MaxLogRatio]; DeviceWeight the device fingerprint's.
 	PriorStrength            float64
 	FeatureWeights           [numFeatures]float64
+	DeviceWeight             float64
 	MinLogRatio, MaxLogRatio float64
 	// Vocabulary is the assumed number of distinct values per feature, for
-	// Laplace smoothing of the population frequencies.
-	Vocabulary [numFeatures]float64
+	// Laplace smoothing of the population frequencies. DeviceVocabulary is
+	// that of device fingerprints, whose prior is always uniform (there is
+	// no population table of devices).
+	Vocabulary       [numFeatures]float64
+	DeviceVocabulary float64
 
 	// Base log-odds of each score before any evidence.
 	BaseTakeover, BaseAbuse, BaseBot float64
@@ -80,17 +86,19 @@ func DefaultConfig() Config {
 		IPFailUsers1h:     5,
 		AccountsPerDevice: 4,
 		SharedUserTTL:     30 * 86400,
-		PriorStrength:     2,
+		PriorStrength:     1,
 		// subnet, asn, country, browser, os, device type, language
-		FeatureWeights: [numFeatures]float64{0.5, 0.6, 1.0, 0.6, 0.8, 0.6, 0.5},
-		MinLogRatio:    -2,
-		MaxLogRatio:    3,
-		Vocabulary:     [numFeatures]float64{1 << 20, 80000, 250, 60, 12, 6, 200},
-		BaseTakeover:   -4,
-		BaseAbuse:      -4,
-		BaseBot:        -4.5,
+		FeatureWeights:   [numFeatures]float64{0.5, 0.6, 1.0, 0.6, 0.8, 0.6, 0.5},
+		DeviceWeight:     1,
+		MinLogRatio:      -2,
+		MaxLogRatio:      3,
+		Vocabulary:       [numFeatures]float64{1 << 20, 80000, 250, 4, 4, 3, 12},
+		DeviceVocabulary: 1 << 32,
+		BaseTakeover:     -4,
+		BaseAbuse:        -4,
+		BaseBot:          -4.5,
 		Weights: map[string]SignalWeight{
-			SigNewDevice:                 {AccountTakeover: 0.8},
+			SigNewDevice:                 {AccountTakeover: 0.2},
 			SigNewCountry:                {AccountTakeover: 0.3},
 			SigNewISP:                    {AccountTakeover: 0.2},
 			SigNewLanguage:               {AccountTakeover: 0.2},

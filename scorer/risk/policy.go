@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"sort"
+	"time"
 
 	"github.com/moat-dev/moat/schemas"
 )
@@ -27,6 +29,9 @@ type Rule struct {
 	// Hard rules also apply to trusted (approved) devices; other rules are
 	// skipped for them unless their action is allow.
 	Hard bool `json:"hard,omitempty"`
+	// Notify raises $policy.matched on the incidents topic every time the
+	// rule decides an event (Castle's per-policy webhooks).
+	Notify bool `json:"notify,omitempty"`
 
 	Types      []string    `json:"types,omitempty"`    // event types ($login, ...)
 	Statuses   []string    `json:"statuses,omitempty"` // $succeeded, $failed, ...
@@ -35,6 +40,99 @@ type Rule struct {
 	AllSignals []string    `json:"all_signals,omitempty"`
 	NoSignals  []string    `json:"no_signals,omitempty"` // none of these fired
 	AnyLists   []string    `json:"any_lists,omitempty"`  // list ids (Input.Lists)
+	// InList holds when any of its conditions does: the event's value of
+	// the condition's field is on the list.
+	InList []ListCond `json:"in_list,omitempty"`
+}
+
+// ListCond tests whether one of the event's values is on one of the app's
+// lists (an active item of list ListID holds it).
+type ListCond struct {
+	ListID string `json:"list_id"`
+	// Field is the event value looked up (schemas.ListField*: ip.value,
+	// user.email, device.fingerprint, ...). Empty: the list's own
+	// primary_field.
+	Field string `json:"field,omitempty"`
+}
+
+// key is the entry of Input.Lists that says the condition holds: the list
+// id when the condition looks up the list's own field (so any_lists and
+// in_list share it), else list id, "#" and field.
+func (c ListCond) key() string {
+	if c.Field == "" {
+		return c.ListID
+	}
+	return c.ListID + "#" + c.Field
+}
+
+// Membership looks an event's values up in an app's lists. The scorer
+// passes its in-memory copy of the lists topic (internal/lists), so that
+// this package stays free of I/O. Implementations must be safe for
+// concurrent use.
+type Membership interface {
+	// Match returns the active item of the app's list listID that values
+	// match: the value of field (the list's primary_field when field is
+	// empty) equals the item's primary value (or lies in its CIDR range),
+	// and the item's secondary value, if any, equals the value of the
+	// list's secondary_field. at decides which items have archived
+	// themselves. ok is false when no item matches or the list does not
+	// exist.
+	Match(appID, listID, field string, values schemas.ListValues, at time.Time) (m schemas.ListMatch, ok bool)
+}
+
+// UsesLists reports whether any rule of p has a list condition.
+func (p *Policy) UsesLists() bool {
+	for i := range p.Rules {
+		if len(p.Rules[i].AnyLists) > 0 || len(p.Rules[i].InList) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ListMatches evaluates every list condition of p's rules (any_lists and
+// in_list) against m, as of at. It returns the Input.Lists entries of the
+// conditions that hold (sorted) and the items that matched (sorted,
+// deduplicated), which the scorer records in the decision.
+func (p *Policy) ListMatches(m Membership, appID string, values schemas.ListValues, at time.Time) (lists []string, matches []schemas.ListMatch) {
+	seen := map[string]bool{}
+	test := func(c ListCond) {
+		k := c.key()
+		if c.ListID == "" || seen[k] {
+			return
+		}
+		seen[k] = true
+		if lm, ok := m.Match(appID, c.ListID, c.Field, values, at); ok {
+			lists = append(lists, k)
+			matches = append(matches, lm)
+		}
+	}
+	for i := range p.Rules {
+		for _, l := range p.Rules[i].AnyLists {
+			test(ListCond{ListID: l})
+		}
+		for _, c := range p.Rules[i].InList {
+			test(c)
+		}
+	}
+	sort.Strings(lists)
+	sort.Slice(matches, func(i, j int) bool {
+		a, b := matches[i], matches[j]
+		if a.ListID != b.ListID {
+			return a.ListID < b.ListID
+		}
+		if a.ItemID != b.ItemID {
+			return a.ItemID < b.ItemID
+		}
+		return a.Field < b.Field
+	})
+	out := matches[:0]
+	for i, lm := range matches {
+		if i == 0 || lm != matches[i-1] {
+			out = append(out, lm)
+		}
+	}
+	return lists, out
 }
 
 // Policy is an app's ordered rules: the first matching rule gives the
@@ -63,6 +161,8 @@ type PolicyResult struct {
 	// RuleID and RuleName name the matching rule ("default" when none).
 	RuleID   string `json:"rule_id,omitempty"`
 	RuleName string `json:"rule_name"`
+	// Notify is the matching rule's Notify.
+	Notify bool `json:"-"`
 }
 
 // NewPolicy returns a policy with its revision computed.
@@ -114,7 +214,7 @@ func validAction(a string) bool {
 	return a == ActionAllow || a == ActionChallenge || a == ActionDeny
 }
 
-// Validate checks the actions, score names and operators.
+// Validate checks the actions, score names, operators and list conditions.
 func (p *Policy) Validate() error {
 	if !validAction(p.defaultAction()) {
 		return fmt.Errorf("risk: policy %q: invalid default action %q", p.ID, p.Default)
@@ -122,6 +222,19 @@ func (p *Policy) Validate() error {
 	for i, r := range p.Rules {
 		if !validAction(r.Action) {
 			return fmt.Errorf("risk: policy %q rule %d: invalid action %q", p.ID, i, r.Action)
+		}
+		for _, l := range r.AnyLists {
+			if l == "" {
+				return fmt.Errorf("risk: policy %q rule %d: empty list id in any_lists", p.ID, i)
+			}
+		}
+		for _, c := range r.InList {
+			if c.ListID == "" {
+				return fmt.Errorf("risk: policy %q rule %d: in_list needs a list_id", p.ID, i)
+			}
+			if c.Field != "" && !schemas.KnownListField(c.Field) {
+				return fmt.Errorf("risk: policy %q rule %d: in_list: unknown field %q", p.ID, i, c.Field)
+			}
 		}
 		for _, c := range r.Scores {
 			switch c.Score {
@@ -220,6 +333,18 @@ func (r *Rule) matches(a *Assessment, ev *schemas.Event) bool {
 			return false
 		}
 	}
+	if len(r.InList) > 0 {
+		ok := false
+		for _, c := range r.InList {
+			if contains(a.Lists, c.key()) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
 	return true
 }
 
@@ -235,7 +360,7 @@ func (p *Policy) Evaluate(a Assessment, ev *schemas.Event) PolicyResult {
 			continue
 		}
 		if r.matches(&a, ev) {
-			res.Action, res.RuleID, res.RuleName = r.Action, r.ID, r.Name
+			res.Action, res.RuleID, res.RuleName, res.Notify = r.Action, r.ID, r.Name, r.Notify
 			return res
 		}
 	}

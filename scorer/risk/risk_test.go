@@ -3,6 +3,7 @@ package risk
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -63,6 +64,7 @@ func TestSignals(t *testing.T) {
 		{"new device type", SigNewDeviceType, func(in *Input) { in.Device.UserAgent.DeviceType = "tablet" }, nil},
 		{"impossible travel", SigImpossibleTravel, func(in *Input) {
 			in.IP.Lat, in.IP.Lon = 40.71, -74.0 // New York, 1 h after Paris
+			in.Event.Context.IP = "198.51.100.7"
 			in.Event.ReceivedAt = t0.Add(-23 * time.Hour)
 		}, nil},
 		{"web crawler", SigWebCrawler, func(in *Input) { in.Bot, in.BotName = true, "Googlebot" }, nil},
@@ -193,6 +195,14 @@ func TestNotFiring(t *testing.T) {
 	in.IP.Lat, in.IP.Lon = 40.71, -74.0
 	if a := e.Assess(st, in); a.Has(SigImpossibleTravel) {
 		t.Fatal("impossible_travel over 24h")
+	}
+	// a place the user has been learned at (its /24) is never impossible
+	// to reach: there the user's mobile gateway or VPN geolocates
+	st = history(e, 10)
+	in = base(t0.Add(-23 * time.Hour))
+	in.IP.Lat, in.IP.Lon = 40.71, -74.0
+	if a := e.Assess(st, in); a.Has(SigImpossibleTravel) {
+		t.Fatal("impossible_travel to a known subnet")
 	}
 	// short hop: 300 km in a minute is under the minimum distance
 	st = history(e, 10)
@@ -370,7 +380,7 @@ func TestATOModel(t *testing.T) {
 			feats++
 		}
 	}
-	if feats != int(numFeatures) {
+	if feats != int(numFeatures)+1 { // the features and the device
 		t.Fatalf("feature contributions: %d: %+v", feats, naive.Contributions)
 	}
 	// with little history the model is cautious: one login, new country
@@ -384,6 +394,96 @@ func TestATOModel(t *testing.T) {
 }
 
 func cloneState(s *UserState) *UserState { c := *s; return &c }
+
+func contribution(a Assessment, score, name string) (float64, bool) {
+	for _, c := range a.Contributions {
+		if c.Score == score && c.Name == name {
+			return c.Value, true
+		}
+	}
+	return 0, false
+}
+
+// TestDeviceBackoff: for a device the user is known to use, the device's
+// likelihood ratio replaces those of its parts (browser, OS, device type,
+// language); a new device is judged by its parts as well.
+func TestDeviceBackoff(t *testing.T) {
+	e := NewEngine(DefaultConfig())
+	st := history(e, 20)
+	// a second, rarely used device: a tablet on the same network
+	for i := 0; i < 2; i++ {
+		in := base(t0.Add(-time.Duration(30+i) * time.Minute))
+		in.Device.Fingerprint = "fp-tablet"
+		in.Device.UserAgent.DeviceType = "tablet"
+		in.Trusted = true
+		e.Assess(st, in)
+	}
+	in := base(t0)
+	in.Device.Fingerprint = "fp-tablet"
+	in.Device.UserAgent.DeviceType = "tablet"
+	known := e.Assess(cloneState(st), in)
+	for _, name := range []string{"browser", "os", "device_type", "language"} {
+		if _, ok := contribution(known, ScoreAccountTakeover, name); ok {
+			t.Fatalf("known device: %s counted besides the device: %+v", name, known.Contributions)
+		}
+	}
+	if v, ok := contribution(known, ScoreAccountTakeover, "device"); !ok || v >= 0 {
+		t.Fatalf("known device: device contribution %v %v", v, ok)
+	}
+	// the rarely used known device ranks below a new one of the same kind
+	in.Device.Fingerprint = "fp-tablet-2"
+	unknown := e.Assess(cloneState(st), in)
+	if _, ok := contribution(unknown, ScoreAccountTakeover, "device_type"); !ok {
+		t.Fatalf("new device: parts not counted: %+v", unknown.Contributions)
+	}
+	if v, _ := contribution(unknown, ScoreAccountTakeover, "device"); v <= 0 || unknown.Scores.AccountTakeover <= known.Scores.AccountTakeover {
+		t.Fatalf("new device %v (device %v) not above known %v", unknown.Scores.AccountTakeover, v, known.Scores.AccountTakeover)
+	}
+}
+
+// TestNoveltySmoothing: a new value is stronger evidence against a user
+// who always shows the same value than against one who often shows new
+// ones (Witten-Bell), at equal history length.
+func TestNoveltySmoothing(t *testing.T) {
+	e := NewEngine(DefaultConfig())
+	stable := history(e, 20)
+	varied := &UserState{}
+	for i := 20; i > 0; i-- {
+		in := base(t0.Add(-time.Duration(i) * 24 * time.Hour))
+		in.Event.Context.IP = fmt.Sprintf("90.1.%d.3", i%8) // eight /24s of one ISP
+		e.Assess(varied, in)
+	}
+	if stable.Novel[FeatSubnet] != 1 || varied.Novel[FeatSubnet] != 8 {
+		t.Fatalf("novelty counts %d and %d, want 1 and 8", stable.Novel[FeatSubnet], varied.Novel[FeatSubnet])
+	}
+	in := base(t0)
+	in.Event.Context.IP = "90.1.99.3"
+	s, _ := contribution(e.Assess(cloneState(stable), in), ScoreAccountTakeover, "ip_subnet")
+	v, _ := contribution(e.Assess(cloneState(varied), in), ScoreAccountTakeover, "ip_subnet")
+	if !(s > v && v > 0) {
+		t.Fatalf("new subnet: stable user %v, varied user %v", s, v)
+	}
+}
+
+// TestRiskCombination: risk is the noisy-OR of the three scores, so it is
+// at least each of them and keeps the takeover score's order below the
+// other scores' bases.
+func TestRiskCombination(t *testing.T) {
+	e := NewEngine(DefaultConfig())
+	st := history(e, 20)
+	a := e.Assess(cloneState(st), base(t0))
+	sc := a.Scores
+	want := 1 - (1-sc.AccountTakeover)*(1-sc.AccountAbuse)*(1-sc.Bot)
+	if math.Abs(a.Risk-want) > 2e-6 || a.Risk < sc.AccountAbuse || a.Risk < sc.Bot {
+		t.Fatalf("risk %v, scores %+v", a.Risk, sc)
+	}
+	in := base(t0)
+	in.Event.Context.IP = "90.1.99.3" // a new /24 of the usual ISP
+	b := e.Assess(cloneState(st), in)
+	if !(b.Scores.AccountTakeover > sc.AccountTakeover && b.Scores.AccountTakeover < sc.AccountAbuse && b.Risk > a.Risk) {
+		t.Fatalf("takeover %v -> %v (abuse %v) but risk %v -> %v", sc.AccountTakeover, b.Scores.AccountTakeover, sc.AccountAbuse, a.Risk, b.Risk)
+	}
+}
 
 func TestFeedbackPegs(t *testing.T) {
 	e := NewEngine(DefaultConfig())
@@ -692,5 +792,43 @@ func TestRing(t *testing.T) {
 	}
 	if ringSum(r.Head, r.C[:], 112) != 2 || ringSum(r.Head, r.C[:], 200) != 0 {
 		t.Fatal("window sliding")
+	}
+}
+
+// TestStateVersion1: states written before the novelty counts (version 1)
+// still decode; the counts are estimated from the tables.
+func TestStateVersion1(t *testing.T) {
+	e := NewEngine(DefaultConfig())
+	st := history(e, 12)
+	in := base(t0)
+	in.Device.Fingerprint = "fp-2"
+	in.Event.Context.IP = "90.1.9.3"
+	in.Trusted = true
+	e.Assess(st, in)
+	b, err := st.MarshalBinary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// version 2 minus the novelty counts is version 1
+	off := 1 + 12 + 13
+	for f := range st.Features {
+		off += 1 + 10*int(st.Features[f].N)
+	}
+	v1 := append([]byte{1}, b[1:off]...)
+	v1 = append(v1, b[off+2*int(numFeatures)+2:]...)
+	var got UserState
+	if err := got.UnmarshalBinary(v1); err != nil {
+		t.Fatal(err)
+	}
+	want := *st
+	for f := range want.Novel {
+		want.Novel[f] = uint16(want.Features[f].N)
+	}
+	want.NovelDevices = uint16(want.NDevices)
+	if got != want || got.Novel[FeatSubnet] != 2 || got.NovelDevices != 2 {
+		t.Fatalf("version 1 decoded to %+v", got)
+	}
+	if err := got.UnmarshalBinary(append(v1, 0)); err == nil {
+		t.Fatal("version 1 with trailing bytes accepted")
 	}
 }

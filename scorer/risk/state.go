@@ -9,7 +9,8 @@ import (
 )
 
 // StateVersion is the version byte written first by UserState.MarshalBinary.
-const StateVersion = 1
+// Version 1 (before the novelty counts) is still read.
+const StateVersion = 2
 
 // Capacities of the per-user tables. They bound the state: whatever a user
 // does, the serialized state never exceeds MaxStateSize bytes.
@@ -113,6 +114,13 @@ type UserState struct {
 	LocAt    uint32
 
 	Features [numFeatures]featureTable
+	// Novel counts, per feature, the learned events whose value was not
+	// in the table then (saturating): the user's own rate of new values,
+	// which smooths the takeover model (Witten-Bell).
+	Novel [numFeatures]uint16
+	// NovelDevices counts the learned events from a device that was not
+	// in Devices then (saturating).
+	NovelDevices uint16
 
 	NDevices uint8
 	Devices  [MaxDevices]deviceEntry
@@ -140,6 +148,7 @@ const MaxStateSize = 1 + // version
 	4 + 4 + 4 + // learned, first, last
 	1 + 4 + 4 + 4 + // location
 	int(numFeatures) + (8+8+8+6+6+4+6)*10 + // feature tables
+	2*int(numFeatures) + 2 + // novelty counts
 	1 + MaxDevices*18 +
 	4*4 + (ringMinutes+ringHour+ringDay+ringHour)*2 + // rings
 	1 + MaxFailIPs*8 +
@@ -274,6 +283,15 @@ func (s *UserState) findDevice(h uint64) int {
 	return -1
 }
 
+// deviceTotal is the sum of the devices' use counts.
+func (s *UserState) deviceTotal() int {
+	n := 0
+	for i := 0; i < int(s.NDevices); i++ {
+		n += int(s.Devices[i].Count)
+	}
+	return n
+}
+
 func (s *UserState) observeDevice(h uint64, now uint32) {
 	if i := s.findDevice(h); i >= 0 {
 		d := &s.Devices[i]
@@ -388,7 +406,7 @@ func (s *UserState) size() int {
 	if s.empty() {
 		return 1
 	}
-	n := 1 + 12 + 13 + int(numFeatures) + 1 + int(s.NDevices)*18 + 16 + (ringMinutes+ringHour+ringDay+ringHour)*2 + 1 + int(s.NFailIP)*8 + 1 + int(s.NAliases)*8
+	n := 1 + 12 + 13 + 3*int(numFeatures) + 2 + 1 + int(s.NDevices)*18 + 16 + (ringMinutes+ringHour+ringDay+ringHour)*2 + 1 + int(s.NFailIP)*8 + 1 + int(s.NAliases)*8
 	for f := range s.Features {
 		n += int(s.Features[f].N) * 10
 	}
@@ -424,6 +442,10 @@ func (s *UserState) AppendBinary(b []byte) ([]byte, error) {
 			b = le.AppendUint32(b, t.E[i].Last)
 		}
 	}
+	for _, v := range s.Novel {
+		b = le.AppendUint16(b, v)
+	}
+	b = le.AppendUint16(b, s.NovelDevices)
 	b = append(b, s.NDevices)
 	for i := 0; i < int(s.NDevices); i++ {
 		d := &s.Devices[i]
@@ -521,7 +543,7 @@ func (s *UserState) UnmarshalBinary(data []byte) error {
 			return ErrStateCorrupt
 		}
 		return nil
-	case StateVersion:
+	case 1, StateVersion:
 	default:
 		return fmt.Errorf("%w %d", ErrStateVersion, data[0])
 	}
@@ -541,11 +563,26 @@ func (s *UserState) UnmarshalBinary(data []byte) error {
 			t.E[i] = valueCount{H: r.u32(), Count: r.u16(), Last: r.u32()}
 		}
 	}
+	for f := range s.Novel {
+		if data[0] == 1 {
+			// version 1 did not count: the distinct values held are the
+			// best estimate
+			s.Novel[f] = uint16(s.Features[f].N)
+		} else {
+			s.Novel[f] = r.u16()
+		}
+	}
+	if data[0] != 1 {
+		s.NovelDevices = r.u16()
+	}
 	if s.NDevices = r.u8(); s.NDevices > MaxDevices {
 		return ErrStateCorrupt
 	}
 	for i := 0; i < int(s.NDevices); i++ {
 		s.Devices[i] = deviceEntry{H: r.u64(), First: r.u32(), Last: r.u32(), Count: r.u16()}
+	}
+	if data[0] == 1 {
+		s.NovelDevices = uint16(s.NDevices)
 	}
 	readRing(r, &s.Vel5m.Head, s.Vel5m.C[:])
 	readRing(r, &s.Vel1h.Head, s.Vel1h.C[:])
