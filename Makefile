@@ -65,6 +65,13 @@ bench: deps build ## Go benchmarks, then the load harness against a dev stack
 chaos: deps ## fault injection with every role as its own process: 100,000 events, SIGKILLs, broker restart, 60 s ClickHouse outage
 	MOAT_CHAOS_EVENTS=100000 MOAT_CHAOS_CLICKHOUSE_DOWN_SECONDS=60 $(GO) test -count=1 -timeout 30m -v -run TestChaos ./internal/chaos/
 
+SIMULATE_FLAGS ?=
+
+.PHONY: simulate
+simulate: build data ## the quality harness: labelled legitimate and attack logins through the scorer and a baseline; writes docs/risk-quality.md
+	@set -a; [ -f "$(DATA_CACHE)/paths.env" ] && . "$(DATA_CACHE)/paths.env"; set +a; \
+	bin/moat simulate --out docs/risk-quality.md $(SIMULATE_FLAGS) >/dev/null
+
 .PHONY: up
 up: ## start the production-like stack of compose.yaml (needs Docker)
 	docker compose up -d --build

@@ -27,6 +27,8 @@ type Handler struct {
 	fp    *fingerprint.Hasher
 	out   Appender
 	log   *slog.Logger
+	// visibleTimeout bounds a command's wait for the timeline.
+	visibleTimeout time.Duration
 
 	// endpoints manages the webhook endpoints (WithEndpoints); nil leaves
 	// the endpoint routes out.
@@ -37,7 +39,7 @@ type Handler struct {
 // of a client id so that the caller's current device can be marked. out
 // appends commands to the log; nil leaves the command routes out.
 func NewHandler(store *Store, fp *fingerprint.Hasher, out Appender, log *slog.Logger) *Handler {
-	return &Handler{store: store, fp: fp, out: out, log: log.With("role", "api")}
+	return &Handler{store: store, fp: fp, out: out, log: log.With("role", "api"), visibleTimeout: DefaultVisibilityTimeout}
 }
 
 // Routes registers the api routes on g, which must authenticate apps.
@@ -48,6 +50,8 @@ func (h *Handler) Routes(g *echo.Group) {
 	if h.out != nil {
 		g.PUT("/v1/devices/:device_token/approve", h.feedback(schemas.KindDeviceApprove))
 		g.PUT("/v1/devices/:device_token/report", h.feedback(schemas.KindDeviceReport))
+		g.PUT("/v1/users/:user_id/archive_devices", h.recovery(schemas.KindUserArchiveDevices))
+		g.PUT("/v1/users/:user_id/recover", h.recovery(schemas.KindUserRecover))
 		g.POST("/v1/impersonate", h.impersonate(schemas.KindImpersonateStart))
 		g.DELETE("/v1/impersonate", h.impersonate(schemas.KindImpersonateEnd))
 	}
@@ -177,6 +181,8 @@ type feedback struct {
 	ApprovedMs, ReportedMs uint64
 	// Latest is "approve", "report" or empty.
 	Latest string
+	// MitigatedMs is when an account recovery covered the device.
+	MitigatedMs uint64
 }
 
 func msTime(ms uint64) string {
@@ -213,6 +219,7 @@ func (r deviceRow) device(currentFingerprint string) Device {
 		Risk:        risk,
 		ApprovedAt:  msTimePtr(r.Feedback.ApprovedMs),
 		EscalatedAt: msTimePtr(r.Feedback.ReportedMs),
+		MitigatedAt: msTimePtr(r.Feedback.MitigatedMs),
 		UserID:      r.UserID,
 		CreatedAt:   msTime(r.FirstSeenMs),
 		LastSeenAt:  msTime(r.LastSeenMs),
@@ -308,10 +315,46 @@ func (s *Store) withFeedback(ctx context.Context, appID, userID string, rows []d
 	if err := res.Err(); err != nil {
 		return fmt.Errorf("api: read device feedback: %w", err)
 	}
+	archivedMs, recoveredMs, err := s.recoveries(ctx, appID, userID)
+	if err != nil {
+		return err
+	}
 	for i := range rows {
-		rows[i].Feedback = byToken[rows[i].Token]
+		f := byToken[rows[i].Token]
+		// Archiving mitigates every device seen before it; recovering,
+		// every device reported before it.
+		if archivedMs != 0 && rows[i].FirstSeenMs <= archivedMs {
+			f.MitigatedMs = archivedMs
+		}
+		if recoveredMs != 0 && f.ReportedMs != 0 && f.ReportedMs <= recoveredMs {
+			f.MitigatedMs = max(f.MitigatedMs, recoveredMs)
+		}
+		rows[i].Feedback = f
 	}
 	return nil
+}
+
+// recoveries returns when the user's devices were last archived and the
+// account last recovered (0: never).
+func (s *Store) recoveries(ctx context.Context, appID, userID string) (archivedMs, recoveredMs uint64, err error) {
+	q := fmt.Sprintf(`SELECT maxIf(received_at_ms, kind = 'user.archive_devices'), maxIf(received_at_ms, kind = 'user.recover')
+		FROM %s.events WHERE app_id = ? AND user_id = ? AND kind IN ('user.archive_devices', 'user.recover')`, schemas.QuoteIdent(s.database))
+	if err := s.conn.QueryRow(ctx, q, appID, userID).Scan(&archivedMs, &recoveredMs); err != nil {
+		return 0, 0, fmt.Errorf("api: query account recoveries: %w", err)
+	}
+	return archivedMs, recoveredMs, nil
+}
+
+// Visible reports whether the event is in the timeline yet.
+func (s *Store) Visible(ctx context.Context, appID, userID, eventID string) (bool, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	q := fmt.Sprintf(`SELECT count() FROM %s.events WHERE app_id = ? AND user_id = ? AND id = toUUID(?)`, schemas.QuoteIdent(s.database))
+	var n uint64
+	if err := s.conn.QueryRow(ctx, q, appID, userID, eventID).Scan(&n); err != nil {
+		return false, fmt.Errorf("api: query event visibility: %w", err)
+	}
+	return n > 0, nil
 }
 
 func (s *Store) query(ctx context.Context, q string, args ...any) ([]deviceRow, error) {

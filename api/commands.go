@@ -2,11 +2,8 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"net/http"
-	"time"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/schemas"
@@ -20,7 +17,8 @@ type Appender interface {
 // feedback handles PUT /v1/devices/{token}/approve and /report: the command
 // goes to the log, keyed like the user's events, so the scorer that owns
 // the user applies it in order with the user's logins; the response shows
-// the device with the feedback applied.
+// the device with the feedback applied, and a read after it shows it too
+// (Handler.command).
 func (h *Handler) feedback(kind schemas.Kind) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		app := httpapi.App(c)
@@ -37,21 +35,11 @@ func (h *Handler) feedback(kind schemas.Kind) echo.HandlerFunc {
 			h.log.Error("get device", "app_id", app.ID, "err", err)
 			return unavailable()
 		}
-		id, err := uuid.NewV7()
+		ev, err := h.command(ctx, app.ID, kind, r.UserID, &schemas.DeviceRef{Token: r.Token, Fingerprint: r.Fingerprint})
 		if err != nil {
-			return fmt.Errorf("api: command id: %w", err)
+			return err
 		}
-		now := time.Now().UTC().Truncate(time.Millisecond)
-		ev := &schemas.Event{
-			V: schemas.EnvelopeVersion, ID: id.String(), AppID: app.ID, Kind: kind,
-			User:       schemas.User{ID: r.UserID},
-			Device:     &schemas.DeviceRef{Token: r.Token, Fingerprint: r.Fingerprint},
-			ReceivedAt: now,
-		}
-		if err := h.out.Append(ctx, ev); err != nil {
-			h.log.Warn("device command not accepted: broker unavailable", "app_id", app.ID, "err", err)
-			return errLogUnavailable
-		}
+		now := ev.ReceivedAt
 		fb := r.Feedback
 		if kind == schemas.KindDeviceApprove {
 			fb.ApprovedMs, fb.Latest = uint64(now.UnixMilli()), "approve"

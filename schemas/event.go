@@ -37,13 +37,19 @@ const (
 	// devices nor change scores.
 	KindImpersonateStart Kind = "impersonate.start"
 	KindImpersonateEnd   Kind = "impersonate.end"
+	// Account recovery commands (Castle's archive_devices and recover):
+	// archiving marks every device seen so far as mitigated and withdraws
+	// their approvals; recovering marks the reported devices as mitigated.
+	// Both re-arm the once-per-device security notifications.
+	KindUserArchiveDevices Kind = "user.archive_devices"
+	KindUserRecover        Kind = "user.recover"
 )
 
 // Known reports whether k is a kind this build understands.
 func (k Kind) Known() bool {
 	switch k {
 	case KindTrack, KindIdentify, KindLog, KindRisk, KindFilter, KindAuthenticate, KindDeviceApprove, KindDeviceReport,
-		KindImpersonateStart, KindImpersonateEnd:
+		KindImpersonateStart, KindImpersonateEnd, KindUserArchiveDevices, KindUserRecover:
 		return true
 	}
 	return false

@@ -82,6 +82,9 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 	case schemas.KindImpersonateEnd:
 		st.impersonatedSinceMs = 0
 		return schemas.Decision{V: schemas.DecisionVersion, Event: *ev}, nil
+	case schemas.KindUserArchiveDevices, schemas.KindUserRecover:
+		st.recover(ev.Kind == schemas.KindUserArchiveDevices)
+		return schemas.Decision{V: schemas.DecisionVersion, Event: *ev}, nil
 	}
 	raw, _ := ev.Context.Header("user-agent")
 	if raw == "true" { // scrubbed by the SDK
@@ -398,6 +401,26 @@ func (s *UserState) setFeedback(fp string, approved bool, atMs int64) {
 	if len(s.feedback) > maxFeedback {
 		s.feedback = s.feedback[len(s.feedback)-maxFeedback:]
 	}
+}
+
+// recover applies an account recovery: the security notifications fire
+// again for every device (a new incident after recovery is news), and with
+// archive the approvals are withdrawn, so no device skips a challenge
+// until it is approved again. Reports stay: a device reported as the
+// attacker's stays pegged at risk 1.0. The statistical history of the user
+// is kept: their habits did not change.
+func (s *UserState) recover(archive bool) {
+	s.notified = nil
+	if !archive {
+		return
+	}
+	kept := s.feedback[:0]
+	for _, f := range s.feedback {
+		if !f.approved {
+			kept = append(kept, f)
+		}
+	}
+	s.feedback = kept
 }
 
 // feedbackOf says whether the device is approved or reported.

@@ -105,15 +105,17 @@ func newManagedEndpoint(cfg Config, app apps.App, m endpoints.Endpoint, strict, 
 		ID: m.ID, URL: m.URL, Types: m.Types, Secrets: m.Secrets, AllowPrivate: app.AllowPrivateEndpoints,
 	}, strict, private)
 	e.managed, e.enabled = true, m.Enabled
-	if len(m.Secrets) == 0 && e.confErr == nil {
+	if len(m.Secrets) == 0 {
 		// Never fall back to the app's API secret: the receiver expects
 		// the endpoint's own.
+		e.secrets = nil
 		err := m.SecretsErr
 		if err == nil {
 			err = endpoints.ErrNoKey
 		}
-		e.secrets = nil
-		e.confErr = fmt.Errorf("webhooker: endpoint %s/%s: signing secrets unavailable: %w", app.ID, m.ID, err)
+		if e.confErr == nil {
+			e.confErr = fmt.Errorf("webhooker: endpoint %s/%s: signing secrets unavailable: %w", app.ID, m.ID, err)
+		}
 	}
 	if prev != nil && prev.url == e.url && prev.private == e.private {
 		e.health = prev.health

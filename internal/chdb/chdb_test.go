@@ -173,12 +173,12 @@ func TestPortability(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	ms := func(d time.Duration) uint64 { return uint64(now.Add(d).UnixMilli()) }
 	type ev struct {
-		id, kind, typ, status, name, user, ip, device, fp, props, action string
-		at                                                               uint64
-		risk                                                             float64
-		signals, cnames                                                  []string
-		cvalues                                                          []float64
-		version                                                          uint64
+		id, kind, typ, status, name, user, ip, device, fp, props, action, target string
+		at                                                                       uint64
+		risk                                                                     float64
+		signals, cnames                                                          []string
+		cvalues                                                                  []float64
+		version                                                                  uint64
 	}
 	const riskID = "00000000-0000-4000-8000-000000000004"
 	events := []ev{
@@ -190,6 +190,9 @@ func TestPortability(t *testing.T) {
 			signals: []string{"new_device", "proxy_ip"}, cnames: []string{"new_device", "ip_datacenter"}, cvalues: []float64{1.5, -0.25}, at: ms(-20 * time.Minute)},
 		{id: "00000000-0000-4000-8000-000000000005", kind: "track", typ: "$profile_update", status: "$succeeded", user: "u1", ip: "203.0.113.3", device: "tok-b", fp: "fp-2", at: ms(-10 * time.Minute)},
 		{id: "00000000-0000-4000-8000-000000000006", kind: "track", typ: "$profile_update", status: "$succeeded", user: "u1", ip: "203.0.113.4", device: "tok-b", fp: "fp-2", at: ms(-5 * time.Minute)},
+		// Commands: a report of u1's tok-a, then an account recovery.
+		{id: "00000000-0000-4000-8000-000000000007", kind: "device.report", user: "u1", target: "tok-a", at: ms(-4 * time.Minute)},
+		{id: "00000000-0000-4000-8000-000000000008", kind: "user.recover", user: "u1", at: ms(-3 * time.Minute)},
 	}
 	dup := events[3] // redelivered risk decision: same id and sorting key, newer version
 	dup.version = 2
@@ -219,14 +222,14 @@ func TestPortability(t *testing.T) {
 				e.version = 1
 			}
 			at := time.UnixMilli(int64(e.at)).UTC()
-			rows = append(rows, fmt.Sprintf("(%s, toUUID(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %g, %s, %s, %s, %s, %d, %d, %d)",
+			rows = append(rows, fmt.Sprintf("(%s, toUUID(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %d, %s, %s, %s, %s, %g, %s, %s, %s, %s, %d, %d, %d, %s)",
 				lit(app), lit(e.id), lit(e.kind), lit(e.typ), lit(e.status), lit(e.name), lit(e.user), lit(e.ip), lit(e.device), lit(e.fp), lit(e.props),
 				lit(at.Format("2006-01-02 15:04:05")), e.at, lit("Chrome"), lit("Mac OS X"), lit("desktop"), lit(e.action), e.risk,
-				arr(e.signals), arr(e.cnames), farr(e.cvalues), lit("pol-1"), 0, i, e.version))
+				arr(e.signals), arr(e.cnames), farr(e.cvalues), lit("pol-1"), 0, i, e.version, lit(e.target)))
 		}
 		query(t, c, `INSERT INTO moat.events (app_id, id, kind, type, status, name, user_id, ip, device_token, fingerprint, properties,
     received_at, received_at_ms, ua_browser, ua_os, ua_device_type, action, risk,
-    signals, contribution_names, contribution_values, policy_id, kafka_partition, kafka_offset, version) VALUES `+strings.Join(rows, ",\n"))
+    signals, contribution_names, contribution_values, policy_id, kafka_partition, kafka_offset, version, target_device_token) VALUES `+strings.Join(rows, ",\n"))
 	}
 	insert(events...)
 	insert(dup) // a separate insert makes a separate part: FINAL must fold it

@@ -44,6 +44,16 @@ func TestAnalyticsQueriesRun(t *testing.T) {
 	}
 	s.WaitEvents("app-a", uint64(len(calls)), 20*time.Second)
 	s.WaitCount(10*time.Second, 4, "SELECT count() FROM devices_state WHERE app_id = 'app-a'") // u1 (two devices), u2, u3
+	// Feedback and an account recovery for u1, through the API.
+	var token string
+	if err := s.Conn.QueryRow(context.Background(), "SELECT any(device_token) FROM devices_state WHERE app_id = 'app-a' AND user_id = 'u1'").Scan(&token); err != nil {
+		t.Fatal(err)
+	}
+	for _, path := range []string{"/v1/devices/" + token + "/report", "/v1/users/u1/recover"} {
+		if code, body := s.Do("PUT", path, secret, ""); code != 200 && code != 204 {
+			t.Fatalf("PUT %s: %d %s", path, code, body)
+		}
+	}
 	for i, b := range blocks {
 		q := strings.ReplaceAll(b[1], "'default'", "'app-a'")
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -66,6 +66,9 @@ type Options struct {
 	// Policies are the apps' risk policies (by app id); SetPolicies
 	// changes them.
 	Policies map[string]*risk.Policy
+	// ProjectorFlush is the projector's flush interval (default 100 ms):
+	// a long one makes the views lag behind the log.
+	ProjectorFlush time.Duration
 }
 
 // Stack is one running pipeline.
@@ -90,6 +93,8 @@ type Stack struct {
 	dataDir string
 	port    int
 	apps    *apps.Registry
+	// projectorFlush is Options.ProjectorFlush.
+	projectorFlush time.Duration
 }
 
 type worker struct {
@@ -105,7 +110,10 @@ func New(t testing.TB, o Options) *Stack {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
 	conn, db := chtest.NewDatabase(t)
-	s := &Stack{t: t, Conn: conn, DB: db, Log: log, workers: map[string]*worker{}}
+	s := &Stack{t: t, Conn: conn, DB: db, Log: log, workers: map[string]*worker{}, projectorFlush: 100 * time.Millisecond}
+	if o.ProjectorFlush > 0 {
+		s.projectorFlush = o.ProjectorFlush
+	}
 	if o.Persist {
 		s.dataDir = t.TempDir()
 	}
@@ -299,9 +307,10 @@ func (s *Stack) SetPolicies(p map[string]*risk.Policy) {
 // StopScorer stops the scorer and waits for it.
 func (s *Stack) StopScorer() { s.stop("scorer") }
 
-// StartProjector starts a projector worker flushing every 100 ms.
+// StartProjector starts a projector worker flushing every
+// Options.ProjectorFlush.
 func (s *Stack) StartProjector() {
-	w, err := projector.New(projector.Config{Kafka: s.Kafka, Database: s.DB, BatchSize: 5000, FlushInterval: 100 * time.Millisecond, InsertTimeout: 10 * time.Second, Metrics: s.Metrics}, s.Conn, s.Log)
+	w, err := projector.New(projector.Config{Kafka: s.Kafka, Database: s.DB, BatchSize: 5000, FlushInterval: s.projectorFlush, InsertTimeout: 10 * time.Second, Metrics: s.Metrics}, s.Conn, s.Log)
 	if err != nil {
 		s.t.Fatal(err)
 	}
