@@ -33,6 +33,8 @@ type Handler struct {
 	// endpoints manages the webhook endpoints (WithEndpoints); nil leaves
 	// the endpoint routes out.
 	endpoints *endpoints.Manager
+	// privacy serves the privacy API (WithPrivacy); nil leaves it out.
+	privacy *privacySide
 }
 
 // NewHandler returns the api routes' handler. fp recomputes the fingerprint
@@ -57,6 +59,9 @@ func (h *Handler) Routes(g *echo.Group) {
 	}
 	if h.endpoints != nil {
 		h.endpointRoutes(g)
+	}
+	if h.privacy != nil {
+		h.privacyRoutes(g)
 	}
 }
 
@@ -172,7 +177,6 @@ type deviceRow struct {
 	FirstSeenMs, LastSeenMs    uint64
 	LastIP                     string
 	UA                         schemas.UserAgent
-	EventCount                 uint64
 	Feedback                   feedback
 }
 
@@ -245,6 +249,8 @@ type Store struct {
 	conn     driver.Conn
 	database string
 	timeout  time.Duration
+	// erasures hides forgotten users from every read (WithPrivacy).
+	erasures Erasures
 }
 
 // NewStore returns a Store.
@@ -255,24 +261,44 @@ func NewStore(conn driver.Conn, database string) *Store {
 const deviceColumns = `user_id, device_token, anyMerge(fingerprint), minMerge(first_seen_ms), maxMerge(last_seen_ms) AS last_seen,
 	argMaxMerge(last_ip), argMaxMerge(ua_raw), argMaxMerge(ua_browser), argMaxMerge(ua_browser_version),
 	argMaxMerge(ua_os), argMaxMerge(ua_os_version), argMaxMerge(ua_platform), argMaxMerge(ua_device_family),
-	argMaxMerge(ua_device_type), uniqExactMerge(event_ids)`
+	argMaxMerge(ua_device_type)`
 
 // UserDevices returns a user's devices, most recently seen first.
 func (s *Store) UserDevices(ctx context.Context, appID, userID string) ([]deviceRow, error) {
 	q := fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND user_id = ?
 		GROUP BY user_id, device_token ORDER BY last_seen DESC, device_token LIMIT 1000`, deviceColumns, schemas.QuoteIdent(s.database))
+	// The devices and the commands about them are independent queries:
+	// run them at once.
+	var (
+		cmds    userCommands
+		cmdsErr error
+		done    = make(chan struct{})
+	)
+	go func() {
+		defer close(done)
+		cmds, cmdsErr = s.commands(ctx, appID, userID)
+	}()
 	rows, err := s.query(ctx, q, appID, userID)
+	<-done
 	if err != nil {
 		return nil, err
 	}
-	return rows, s.withFeedback(ctx, appID, userID, rows)
+	if cmdsErr != nil {
+		return nil, cmdsErr
+	}
+	cmds.apply(rows)
+	return s.visibleDevices(ctx, appID, rows)
 }
 
 // Device returns one device of the app by token.
 func (s *Store) Device(ctx context.Context, appID, token string) (deviceRow, error) {
-	q := fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND device_token = ?
+	userID, err := s.deviceUser(ctx, appID, token)
+	if err != nil {
+		return deviceRow{}, err
+	}
+	q := fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND user_id = ? AND device_token = ?
 		GROUP BY user_id, device_token ORDER BY last_seen DESC LIMIT 1`, deviceColumns, schemas.QuoteIdent(s.database))
-	rows, err := s.query(ctx, q, appID, token)
+	rows, err := s.query(ctx, q, appID, userID, token)
 	if err != nil {
 		return deviceRow{}, err
 	}
@@ -282,67 +308,108 @@ func (s *Store) Device(ctx context.Context, appID, token string) (deviceRow, err
 	if err := s.withFeedback(ctx, appID, rows[0].UserID, rows[:1]); err != nil {
 		return deviceRow{}, err
 	}
+	if rows, err = s.visibleDevices(ctx, appID, rows[:1]); err != nil {
+		return deviceRow{}, err
+	} else if len(rows) == 0 {
+		return deviceRow{}, ErrNotFound
+	}
 	return rows[0], nil
 }
 
-// withFeedback fills the latest approve and report of each of a user's
-// devices.
+// deviceUser returns the user a device token belongs to (ErrNotFound when
+// the app has no such device).
+func (s *Store) deviceUser(ctx context.Context, appID, token string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	q := fmt.Sprintf(`SELECT user_id FROM %s.device_users WHERE app_id = ? AND device_token = ? LIMIT 1`, schemas.QuoteIdent(s.database))
+	rows, err := s.conn.Query(ctx, q, appID, token)
+	if err != nil {
+		return "", fmt.Errorf("api: query device user: %w", err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return "", fmt.Errorf("api: read device user: %w", err)
+		}
+		return "", ErrNotFound
+	}
+	var userID string
+	if err := rows.Scan(&userID); err != nil {
+		return "", fmt.Errorf("api: scan device user: %w", err)
+	}
+	return userID, nil
+}
+
+// withFeedback fills in the device feedback of a user's devices.
 func (s *Store) withFeedback(ctx context.Context, appID, userID string, rows []deviceRow) error {
 	if len(rows) == 0 {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, s.timeout)
-	defer cancel()
-	q := fmt.Sprintf(`SELECT target_device_token, argMax(kind, received_at_ms),
-		maxIf(received_at_ms, kind = 'device.approve'), maxIf(received_at_ms, kind = 'device.report')
-		FROM %s.events WHERE app_id = ? AND user_id = ? AND kind IN ('device.approve', 'device.report')
-		GROUP BY target_device_token`, schemas.QuoteIdent(s.database))
-	res, err := s.conn.Query(ctx, q, appID, userID)
-	if err != nil {
-		return fmt.Errorf("api: query device feedback: %w", err)
-	}
-	defer res.Close()
-	byToken := map[string]feedback{}
-	for res.Next() {
-		var token, kind string
-		var f feedback
-		if err := res.Scan(&token, &kind, &f.ApprovedMs, &f.ReportedMs); err != nil {
-			return fmt.Errorf("api: scan device feedback: %w", err)
-		}
-		f.Latest = strings.TrimPrefix(kind, "device.")
-		byToken[token] = f
-	}
-	if err := res.Err(); err != nil {
-		return fmt.Errorf("api: read device feedback: %w", err)
-	}
-	archivedMs, recoveredMs, err := s.recoveries(ctx, appID, userID)
+	c, err := s.commands(ctx, appID, userID)
 	if err != nil {
 		return err
 	}
-	for i := range rows {
-		f := byToken[rows[i].Token]
-		// Archiving mitigates every device seen before it; recovering,
-		// every device reported before it.
-		if archivedMs != 0 && rows[i].FirstSeenMs <= archivedMs {
-			f.MitigatedMs = archivedMs
-		}
-		if recoveredMs != 0 && f.ReportedMs != 0 && f.ReportedMs <= recoveredMs {
-			f.MitigatedMs = max(f.MitigatedMs, recoveredMs)
-		}
-		rows[i].Feedback = f
-	}
+	c.apply(rows)
 	return nil
 }
 
-// recoveries returns when the user's devices were last archived and the
-// account last recovered (0: never).
-func (s *Store) recoveries(ctx context.Context, appID, userID string) (archivedMs, recoveredMs uint64, err error) {
-	q := fmt.Sprintf(`SELECT maxIf(received_at_ms, kind = 'user.archive_devices'), maxIf(received_at_ms, kind = 'user.recover')
-		FROM %s.events WHERE app_id = ? AND user_id = ? AND kind IN ('user.archive_devices', 'user.recover')`, schemas.QuoteIdent(s.database))
-	if err := s.conn.QueryRow(ctx, q, appID, userID).Scan(&archivedMs, &recoveredMs); err != nil {
-		return 0, 0, fmt.Errorf("api: query account recoveries: %w", err)
+// userCommands are the commands about one user's devices: the latest
+// approve and report per device, and the latest account recoveries.
+type userCommands struct {
+	byToken                 map[string]feedback
+	archivedMs, recoveredMs uint64
+}
+
+// apply sets each device's feedback. Archiving mitigates every device seen
+// before it; recovering, every device reported before it.
+func (c userCommands) apply(rows []deviceRow) {
+	for i := range rows {
+		f := c.byToken[rows[i].Token]
+		if c.archivedMs != 0 && rows[i].FirstSeenMs <= c.archivedMs {
+			f.MitigatedMs = c.archivedMs
+		}
+		if c.recoveredMs != 0 && f.ReportedMs != 0 && f.ReportedMs <= c.recoveredMs {
+			f.MitigatedMs = max(f.MitigatedMs, c.recoveredMs)
+		}
+		rows[i].Feedback = f
 	}
-	return archivedMs, recoveredMs, nil
+}
+
+// commands reads a user's device and account commands from the timeline
+// in one query (the user's rows are contiguous in events' sort order).
+func (s *Store) commands(ctx context.Context, appID, userID string) (userCommands, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	q := fmt.Sprintf(`SELECT target_device_token,
+		argMaxIf(kind, received_at_ms, kind IN ('device.approve', 'device.report')),
+		maxIf(received_at_ms, kind = 'device.approve'), maxIf(received_at_ms, kind = 'device.report'),
+		maxIf(received_at_ms, kind = 'user.archive_devices'), maxIf(received_at_ms, kind = 'user.recover')
+		FROM %s.events WHERE app_id = ? AND user_id = ?
+		AND kind IN ('device.approve', 'device.report', 'user.archive_devices', 'user.recover')
+		GROUP BY target_device_token`, schemas.QuoteIdent(s.database))
+	res, err := s.conn.Query(ctx, q, appID, userID)
+	if err != nil {
+		return userCommands{}, fmt.Errorf("api: query device commands: %w", err)
+	}
+	defer res.Close()
+	c := userCommands{byToken: map[string]feedback{}}
+	for res.Next() {
+		var token, kind string
+		var f feedback
+		var archived, recovered uint64
+		if err := res.Scan(&token, &kind, &f.ApprovedMs, &f.ReportedMs, &archived, &recovered); err != nil {
+			return userCommands{}, fmt.Errorf("api: scan device commands: %w", err)
+		}
+		c.archivedMs, c.recoveredMs = max(c.archivedMs, archived), max(c.recoveredMs, recovered)
+		if token != "" {
+			f.Latest = strings.TrimPrefix(kind, "device.")
+			c.byToken[token] = f
+		}
+	}
+	if err := res.Err(); err != nil {
+		return userCommands{}, fmt.Errorf("api: read device commands: %w", err)
+	}
+	return c, nil
 }
 
 // Visible reports whether the event is in the timeline yet.
@@ -370,7 +437,7 @@ func (s *Store) query(ctx context.Context, q string, args ...any) ([]deviceRow, 
 		var r deviceRow
 		if err := rows.Scan(&r.UserID, &r.Token, &r.Fingerprint, &r.FirstSeenMs, &r.LastSeenMs, &r.LastIP,
 			&r.UA.Raw, &r.UA.Browser, &r.UA.BrowserVersion, &r.UA.OS, &r.UA.OSVersion, &r.UA.Platform,
-			&r.UA.DeviceFamily, &r.UA.DeviceType, &r.EventCount); err != nil {
+			&r.UA.DeviceFamily, &r.UA.DeviceType); err != nil {
 			return nil, fmt.Errorf("api: scan device: %w", err)
 		}
 		out = append(out, r)

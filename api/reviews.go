@@ -16,6 +16,10 @@ type Review struct {
 	ID      string        `json:"id"`
 	UserID  string        `json:"user_id"`
 	Context ReviewContext `json:"context"`
+
+	// email and receivedMs say whether the event's user was forgotten.
+	email      string
+	receivedMs uint64
 }
 
 // ReviewContext is where the reviewed event came from.
@@ -62,7 +66,8 @@ func (h *Handler) review(c echo.Context) error {
 func (s *Store) Review(ctx context.Context, appID, id string) (Review, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
-	q := fmt.Sprintf(`SELECT toString(id), user_id, ip, ua_raw, ua_browser, ua_browser_version, ua_os, ua_device_type, ip_country, ip_city
+	q := fmt.Sprintf(`SELECT toString(id), user_id, ip, ua_raw, ua_browser, ua_browser_version, ua_os, ua_device_type, ip_country, ip_city,
+		user_email, received_at_ms
 		FROM %s.events FINAL
 		WHERE app_id = ? AND id = toUUID(?) AND action = 'challenge' AND status = '$succeeded' LIMIT 1`, schemas.QuoteIdent(s.database))
 	rows, err := s.conn.Query(ctx, q, appID, id)
@@ -79,12 +84,15 @@ func (s *Store) Review(ctx context.Context, appID, id string) (Review, error) {
 	var r Review
 	var deviceType, country, city string
 	if err := rows.Scan(&r.ID, &r.UserID, &r.Context.IP, &r.Context.UserAgent.Raw, &r.Context.UserAgent.Browser,
-		&r.Context.UserAgent.Version, &r.Context.UserAgent.OS, &deviceType, &country, &city); err != nil {
+		&r.Context.UserAgent.Version, &r.Context.UserAgent.OS, &deviceType, &country, &city, &r.email, &r.receivedMs); err != nil {
 		return Review{}, fmt.Errorf("api: scan review: %w", err)
 	}
 	r.Context.UserAgent.Mobile = deviceType == "mobile"
 	if country != "" {
 		r.Context.Location = &ReviewLocation{CountryCode: country, City: city}
+	}
+	if err := s.visibleEvent(ctx, appID, r.UserID, r.email, r.receivedMs); err != nil {
+		return Review{}, err
 	}
 	return r, nil
 }

@@ -38,6 +38,14 @@ type Config struct {
 	InsertTimeout time.Duration
 	// Metrics records inserts and freshness (optional).
 	Metrics *metrics.Metrics
+	// Erasures names the users deleted through the privacy API (the
+	// internal/privacy registry, caught up before Run): their rows are
+	// never inserted. nil inserts every row, though user.delete commands
+	// are still carried out.
+	Erasures Erasures
+	// MutationWait bounds how long a user's erasure waits for ClickHouse's
+	// mutations to finish (default 2 minutes).
+	MutationWait time.Duration
 }
 
 // Validate checks the configuration.
@@ -66,6 +74,8 @@ type Worker struct {
 	received []int64 // received_at (epoch ms) of each row, for freshness
 	pending  int     // records polled since the last commit
 	first    time.Time
+	who      []subject // who each row is about, to leave out the forgotten
+	erasures []erasure // user.delete commands to carry out before the commit
 }
 
 // New connects a worker to the brokers. conn is not closed by the worker.
@@ -111,7 +121,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return w.drain()
 		}
-		if len(w.rows) >= w.cfg.BatchSize || (w.pending > 0 && w.untilFlush() <= 0) {
+		if len(w.rows) >= w.cfg.BatchSize || len(w.erasures) > 0 || (w.pending > 0 && w.untilFlush() <= 0) {
 			if err := w.flush(ctx); err != nil {
 				if ctx.Err() != nil {
 					return w.drain()
@@ -144,6 +154,10 @@ func (w *Worker) add(r *kgo.Record) {
 		w.log.Error("undecodable decision left out of ClickHouse", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return
 	}
+	if d.Event.Kind == schemas.KindUserDelete {
+		w.addErasure(&d)
+		return
+	}
 	row, err := eventRow(&d, r.Partition, r.Offset)
 	if err != nil {
 		w.log.Error("decision left out of ClickHouse", "partition", r.Partition, "offset", r.Offset, "err", err)
@@ -151,11 +165,13 @@ func (w *Worker) add(r *kgo.Record) {
 	}
 	w.rows = append(w.rows, row)
 	w.received = append(w.received, d.Event.ReceivedAt.UnixMilli())
+	w.who = append(w.who, subjectOf(&d))
 }
 
 // flush writes the buffered rows, retrying until ClickHouse takes them or
 // ctx ends, and then commits the offsets of every record polled so far.
 func (w *Worker) flush(ctx context.Context) error {
+	w.dropForgotten()
 	if len(w.rows) > 0 {
 		b := backoff.WithContext(&backoff.ExponentialBackOff{
 			InitialInterval: 100 * time.Millisecond, RandomizationFactor: 0.2, Multiplier: 2,
@@ -181,6 +197,9 @@ func (w *Worker) flush(ctx context.Context) error {
 			return fmt.Errorf("projector: insert %d rows: %w", len(w.rows), err)
 		}
 	}
+	if err := w.erase(ctx); err != nil {
+		return err
+	}
 	if err := w.cl.CommitUncommittedOffsets(ctx); err != nil {
 		// The rows are in ClickHouse; a redelivery writes the same rows
 		// again and the views fold them, so this is safe to leave.
@@ -188,6 +207,7 @@ func (w *Worker) flush(ctx context.Context) error {
 	}
 	w.rows = w.rows[:0]
 	w.received = w.received[:0]
+	w.who = w.who[:0]
 	w.pending = 0
 	return nil
 }

@@ -27,6 +27,8 @@ var eventColumns = []string{
 	"policy_id", "policy_name", "policy_revision_id", "contribution_names", "contribution_values",
 	"ip_country", "ip_city", "ip_asn", "ip_isp", "ip_datacenter", "email_domain", "email_disposable", "trusted",
 	"target_device_token", "impersonated",
+	"session_uuids", "session_ids", "session_device_tokens", "session_statuses", "session_reasons",
+	"session_started_ms", "session_last_activity_ms", "session_ended_ms",
 }
 
 // insertEvents is the INSERT statement for a batch of event rows.
@@ -86,9 +88,10 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 		email = *d.Email
 	}
 	token, fp, target := d.Device.Token, d.Device.Fingerprint, ""
-	if ev.Kind == schemas.KindDeviceApprove || ev.Kind == schemas.KindDeviceReport || d.Impersonated {
+	if ev.Kind == schemas.KindDeviceApprove || ev.Kind == schemas.KindDeviceReport || ev.Kind.EndUser() || d.Impersonated {
 		token, fp, target = "", "", d.Device.Token
 	}
+	sc := sessionColumns(d.Sessions)
 	signals := d.Signals
 	if signals == nil {
 		signals = []string{}
@@ -106,6 +109,7 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 		policyID, policyName, policyRev, cNames, cValues,
 		ip.CountryCode, ip.City, ip.ASN, ip.ISP, boolByte(ip.Datacenter), email.Domain, boolByte(email.Disposable), boolByte(d.Trusted),
 		target, boolByte(d.Impersonated),
+		sc.uuids, sc.ids, sc.devices, sc.statuses, sc.reasons, sc.started, sc.last, sc.ended,
 	}, nil
 }
 

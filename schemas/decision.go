@@ -42,6 +42,9 @@ type Decision struct {
 	// Impersonated marks an event sent while the user was impersonated: it
 	// was not scored and taught nothing.
 	Impersonated bool `json:"impersonated,omitempty"`
+	// Sessions are the user's sessions this event started, extended or
+	// ended, each with its new state.
+	Sessions []SessionChange `json:"sessions,omitempty"`
 	// Failover is set on replies ingest synthesized when the scorer did not
 	// answer in time (never on the decisions topic).
 	Failover bool `json:"-"`

@@ -43,13 +43,44 @@ const (
 	// Both re-arm the once-per-device security notifications.
 	KindUserArchiveDevices Kind = "user.archive_devices"
 	KindUserRecover        Kind = "user.recover"
+	// Privacy commands (Castle's privacy API, docs/privacy.md): an access
+	// request is recorded in the timeline; a delete makes the scorer forget
+	// the user and the projector erase the user's rows (the command itself
+	// is never stored in ClickHouse).
+	KindUserAccess Kind = "user.access"
+	KindUserDelete Kind = "user.delete"
+	// End-user commands (/api/devices, /api/v1/devices), given with a
+	// bearer token about the user's own devices (see Kind.EndUser).
+	KindDeviceVerify  Kind = "device.verify"
+	KindDeviceHijack  Kind = "device.hijack"
+	KindDeviceForget  Kind = "device.forget"
+	KindDeviceSignout Kind = "device.signout"
+	KindTrustToken    Kind = "trust.token"
+	KindTrustActivate Kind = "trust.activate"
+	KindTrustSkip     Kind = "trust.skip"
+	KindTrustRevoke   Kind = "trust.revoke"
 )
 
 // Known reports whether k is a kind this build understands.
 func (k Kind) Known() bool {
 	switch k {
 	case KindTrack, KindIdentify, KindLog, KindRisk, KindFilter, KindAuthenticate, KindDeviceApprove, KindDeviceReport,
-		KindImpersonateStart, KindImpersonateEnd, KindUserArchiveDevices, KindUserRecover:
+		KindImpersonateStart, KindImpersonateEnd, KindUserArchiveDevices, KindUserRecover,
+		KindUserAccess, KindUserDelete:
+		return true
+	}
+	return k.EndUser()
+}
+
+// EndUser reports whether k is an end-user command: device.verify,
+// device.hijack, device.forget and device.signout (end-user device
+// management), trust.token (an activation token was issued; the event
+// holds only its SHA-256), trust.activate, trust.skip and trust.revoke
+// (trusted devices). They name their device in Device.
+func (k Kind) EndUser() bool {
+	switch k {
+	case KindDeviceVerify, KindDeviceHijack, KindDeviceForget, KindDeviceSignout,
+		KindTrustToken, KindTrustActivate, KindTrustSkip, KindTrustRevoke:
 		return true
 	}
 	return false

@@ -19,6 +19,7 @@ const (
 	NotifyListItemUnarchived = "$list_item.unarchived"
 	NotifyDeviceUpdated      = "$device.updated"
 	NotifySessionEnded       = "$session.ended"
+	NotifySessionStarted     = "$session.started"
 	// NotifyWebhookTest is the test notification of
 	// POST /v1/webhooks/endpoints/{id}/test, addressed to one endpoint
 	// (Notification.EndpointID).
@@ -31,7 +32,7 @@ func NotificationTypes() []string {
 	return []string{
 		NotifyIncidentConfirmed, NotifyReviewOpened, NotifyPolicyMatched,
 		NotifyListItemCreated, NotifyListItemArchived, NotifyListItemUnarchived,
-		NotifyDeviceUpdated, NotifySessionEnded, NotifyWebhookTest,
+		NotifyDeviceUpdated, NotifySessionEnded, NotifyWebhookTest, NotifySessionStarted,
 	}
 }
 

@@ -38,6 +38,14 @@ const (
 	// Compacted and kept forever: the api and scorer roles rebuild their
 	// in-memory lists from it.
 	TopicLists = "moat.lists.v1"
+	// TopicPrivacy is the registry of forgotten users (internal/privacy):
+	// one record per deleted identifier, keyed by a keyed hash (HMAC-SHA256
+	// under the device key) of app id, identifier type and identifier, its
+	// value the type and when it was deleted. The raw user id or email is
+	// never on it. Compacted and kept forever: the scorer, the projector and
+	// the api skip the users it names, so a replay of the log forgets them
+	// again.
+	TopicPrivacy = "moat.privacy.v1"
 )
 
 // Consumer groups. Renaming one makes its role re-consume the whole
@@ -76,6 +84,7 @@ func AllTopics() []TopicSpec {
 		{Name: TopicReplies, Configs: map[string]string{"retention.ms": "3600000"}},
 		{Name: TopicScorerState, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
 		{Name: TopicLists, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
+		{Name: TopicPrivacy, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
 		{Name: TopicEndpoints, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1", "delete.retention.ms": "604800000"}},
 	}
 }

@@ -40,6 +40,8 @@ type Decider struct {
 	policies map[string]*risk.Policy
 	// lists answers the policies' list conditions (nil: none holds).
 	lists risk.Membership
+	// sessionTimeout ends idle sessions (SetSessionTimeout; 0: default).
+	sessionTimeout time.Duration
 }
 
 // NewDecider returns a Decider. policies maps app ids to their policy
@@ -70,9 +72,10 @@ func NewDeciderWithConfig(ua *useragent.Parser, fp *fingerprint.Hasher, enr Enri
 // NewState returns an empty user state.
 func (d *Decider) NewState() State { return &UserState{} }
 
-// Decide derives the decision for one event, folds the event into the
-// user's state, and returns the notifications it raises.
-func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []schemas.Notification) {
+// decide derives the risk decision for one event (Decide adds sessions),
+// folds the event into the user's state, and returns the notifications it
+// raises.
+func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []schemas.Notification) {
 	switch ev.Kind {
 	case schemas.KindDeviceApprove, schemas.KindDeviceReport:
 		return d.feedback(ev, st)
@@ -92,7 +95,7 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 	}
 	ua := d.ua.Parse(raw)
 	fp := d.fp.Fingerprint(ev.AppID, fingerprint.AttributesOf(ev, ua))
-	dev := schemas.Device{Token: d.fp.Token(ev.AppID, ev.User.ID, fp), Fingerprint: fp, UserAgent: ua}
+	dev := schemas.Device{Token: d.deviceToken(ev.AppID, ev.User.ID, fp, st), Fingerprint: fp, UserAgent: ua}
 	in := risk.Input{Event: ev, Device: dev}
 	var ipInfo *schemas.IPInfo
 	if addr, err := netip.ParseAddr(ev.Context.IP); err == nil && d.enr.Geo != nil {
@@ -369,6 +372,9 @@ type UserState struct {
 	// impersonatedSinceMs is when the current impersonation started (0:
 	// the user is not impersonated).
 	impersonatedSinceMs int64
+	// eu holds the sessions, forgotten devices and activation tokens
+	// (scorer/sessions.go).
+	eu endUserState
 }
 
 type deviceFeedback struct {
@@ -380,7 +386,7 @@ type deviceFeedback struct {
 const (
 	maxNotified  = 32
 	maxFeedback  = 16
-	stateVersion = 3
+	stateVersion = 4
 )
 
 func fpHash(fp string) uint64 {
@@ -480,13 +486,14 @@ func (s *UserState) MarshalBinary() ([]byte, error) {
 		b = binary.AppendVarint(b, f.atMs)
 	}
 	b = binary.AppendVarint(b, s.impersonatedSinceMs)
+	b = s.eu.appendBinary(b)
 	return b, nil
 }
 
 var errCorruptState = errors.New("scorer: corrupt user state")
 
 // UnmarshalBinary decodes MarshalBinary's output (version 1 had no
-// feedback section).
+// feedback section, version 3 no end-user section: sessions.go).
 func (s *UserState) UnmarshalBinary(b []byte) error {
 	if len(b) < 1 || b[0] < 1 || b[0] > stateVersion {
 		return errCorruptState
@@ -540,6 +547,13 @@ func (s *UserState) UnmarshalBinary(b []byte) error {
 		}
 		s.impersonatedSinceMs = v
 		b = b[k:]
+	}
+	s.eu = endUserState{}
+	if version >= 4 {
+		var err error
+		if b, err = s.eu.readBinary(b); err != nil {
+			return err
+		}
 	}
 	if len(b) != 0 {
 		return errCorruptState

@@ -43,6 +43,10 @@ type Config struct {
 	BatchWait time.Duration
 	// Metrics records decisions and transactions (optional).
 	Metrics *metrics.Metrics
+	// Erasures names the users deleted through the privacy API (the
+	// internal/privacy registry, caught up before Run); nil skips no one,
+	// though user.delete commands still drop the user's state.
+	Erasures Erasures
 }
 
 // Validate checks the configuration.
@@ -269,6 +273,9 @@ func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, err
 		w.log.Error("undecodable event sent to the dead-letter topic", "partition", r.Partition, "offset", r.Offset, "err", reason)
 		w.cfg.Metrics.DeadLettered()
 		return []*kgo.Record{deadLetter(r, reason)}, nil
+	}
+	if out, ok, err := w.privacy(ctx, r, &ev); ok {
+		return out, err
 	}
 	st, err := w.store.get(ctx, r.Partition, string(r.Key))
 	if err != nil {

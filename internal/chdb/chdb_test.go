@@ -268,8 +268,34 @@ func TestPortability(t *testing.T) {
 		if got != want {
 			t.Errorf("devices -Merge:\n got %q\nwant %q", got, want)
 		}
+		// device_users (0008) maps each token to its user.
+		if got := query(t, c, "SELECT user_id FROM moat.device_users FINAL WHERE app_id = '"+app+"' AND device_token = 'tok-c'"); got != "u3" {
+			t.Errorf("device_users tok-c = %q, want u3", got)
+		}
 	})
 
+	// Sessions (0006), inserted after the checks of the rows above: u1
+	// logs in on tok-a (session s-1 starts), then logs out; the logout row
+	// is inserted twice (a redelivery).
+	sessionRow := func(id string, at uint64, typ, status, reason string, ended uint64) string {
+		return fmt.Sprintf("(%s, toUUID(%s), 'track', %s, 'u1', %s, %d, '', '', ['s-uuid-1'], ['s-1'], ['tok-a'], [%s], [%s], [%d], [%d], [%d], 1)",
+			lit(app), lit(id), lit(typ), lit(time.UnixMilli(int64(at)).UTC().Format("2006-01-02 15:04:05")), at, lit(status), lit(reason), ms(-45*time.Minute), at, ended)
+	}
+	loginAt, logoutAt := ms(-45*time.Minute), ms(-44*time.Minute)
+	for _, rows := range []string{
+		sessionRow("00000000-0000-4000-8000-000000000011", loginAt, "$login", "active", "", 0) + ",\n" + sessionRow("00000000-0000-4000-8000-000000000012", logoutAt, "$logout", "finished", "logout", logoutAt),
+		sessionRow("00000000-0000-4000-8000-000000000012", logoutAt, "$logout", "finished", "logout", logoutAt),
+	} {
+		query(t, c, `INSERT INTO moat.events (app_id, id, kind, type, user_id, received_at, received_at_ms, device_token, fingerprint,
+    session_uuids, session_ids, session_device_tokens, session_statuses, session_reasons, session_started_ms, session_last_activity_ms, session_ended_ms, version) VALUES `+rows)
+	}
+	t.Run("sessions_state folds session changes", func(t *testing.T) {
+		got := query(t, c, "SELECT session_id, device_token, started_ms, last_activity_ms, ended_ms, status, end_reason FROM moat.sessions_state WHERE app_id = '"+app+"'")
+		want := fmt.Sprintf("s-1\ttok-a\t%d\t%d\t%d\tfinished\tlogout", loginAt, logoutAt, logoutAt)
+		if got != want {
+			t.Errorf("sessions_state:\n got %q\nwant %q", got, want)
+		}
+	})
 	t.Run("docs/analytics.md queries", func(t *testing.T) {
 		doc, err := os.ReadFile("../../docs/analytics.md")
 		if err != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/metrics"
+	"github.com/moat-dev/moat/internal/privacy"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/moat-dev/moat/scorer/fingerprint"
@@ -44,6 +45,8 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		sf        scorerFlags
 		ef        enrichmentFlags
 		ekf       endpointsFlags
+		euf       endUserFlags
+		ssf       sessionFlags
 		dataDir   string
 		kafkaPort int
 		chPort    int
@@ -61,6 +64,8 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 	sf.register(fs)
 	ef.register(fs)
 	ekf.register(fs)
+	euf.register(fs)
+	ssf.register(fs)
 	fs.StringVar(&dataDir, "data-dir", "./.moat", "where the embedded Kafka, ClickHouse and generated secrets live")
 	fs.IntVar(&kafkaPort, "kafka-port", 19092, "port of the embedded Kafka (127.0.0.1); 0 picks a free one")
 	fs.IntVar(&chPort, "clickhouse-port", 19000, "native port of the local ClickHouse started when --clickhouse-addr is empty; 0 picks a free one")
@@ -74,7 +79,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		}
 		d := &devStack{log: log, dataDir: dataDir}
 		defer d.close()
-		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, ekf: ekf, kafkaPort: kafkaPort, chPort: chPort, kafkaSync: kafkaSync})
+		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, ekf: ekf, euf: euf, ssf: ssf, kafkaPort: kafkaPort, chPort: chPort, kafkaSync: kafkaSync})
 	}
 }
 
@@ -87,6 +92,8 @@ type devOptions struct {
 	sf        scorerFlags
 	ef        enrichmentFlags
 	ekf       endpointsFlags
+	euf       endUserFlags
+	ssf       sessionFlags
 	kafkaPort int
 	chPort    int
 	kafkaSync bool
@@ -200,11 +207,27 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	}
 	d.closers = append(d.closers, listsRT.close)
 	decider.SetLists(listsRT.follower.Index())
-	sc, err := scorer.New(o.sf.config(kcfg, m), decider, log)
+	decider.SetSessionTimeout(o.ssf.timeout)
+	// One registry of forgotten users serves the privacy API, the
+	// scorer and the projector.
+	privacyReg, err := newPrivacyRegistry(kcfg, key, log)
 	if err != nil {
 		return err
 	}
-	pj, err := projector.New(o.pf.config(kcfg, o.cf.database, m), conn, log)
+	privacyW, err := privacy.NewWriter(kcfg, privacyReg.Hasher(), o.inf.produceTimeout, log)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, privacyW.Close)
+	scfg := o.sf.config(kcfg, m)
+	scfg.Erasures = privacyReg
+	sc, err := scorer.New(scfg, decider, log)
+	if err != nil {
+		return err
+	}
+	pcfg := o.pf.config(kcfg, o.cf.database, m)
+	pcfg.Erasures = privacyReg
+	pj, err := projector.New(pcfg, conn, log)
 	if err != nil {
 		return err
 	}
@@ -224,12 +247,19 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	if err != nil {
 		return err
 	}
+	endUser, pending, err := newEndUser(endUserDeps{kafka: kcfg, conn: conn, database: o.cf.database, apps: reg, hasher: hasher,
+		deviceKey: key, out: prod, replies: replies, erasures: privacyReg, log: log}, o.euf, o.ssf)
+	if err != nil {
+		return err
+	}
+	d.closers = append(d.closers, pending.Close)
 	e := httpapi.New(httpapi.Config{BodyLimit: o.hf.bodyLimit, Metrics: m}, log)
 	healthRoutes(e, probe{"kafka", prod.Ping}, probe{"clickhouse", conn.Ping})
-	e.Use(httpapi.Authenticate(reg))
+	e.Use(httpapi.Authenticate(reg, httpapi.WithBearer(api.BearerPrefix, endUser.Authenticate)))
 	authed := e.Group("")
+	endUser.Routes(authed)
 	ingest.NewHandler(prod, replies, log).Routes(authed)
-	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, prod, log).WithEndpoints(endpointReg.mgr).Routes(authed)
+	api.NewHandler(api.NewStore(conn, o.cf.database), hasher, prod, log).WithEndpoints(endpointReg.mgr).WithPrivacy(privacyReg, privacyW).Routes(authed)
 	api.NewListsHandler(listsRT.service, log).Routes(authed)
 
 	ln, err := listen(o.hf.addr)
@@ -239,8 +269,9 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return replies.Run(gctx) })
 	g.Go(func() error { return listsRT.follower.Run(gctx) })
-	g.Go(func() error { return afterLists(listsRT.follower, log, sc.Run)(gctx) })
-	g.Go(func() error { return pj.Run(gctx) })
+	g.Go(func() error { return privacyReg.Run(gctx) })
+	g.Go(func() error { return afterLists(listsRT.follower, log, afterPrivacy(privacyReg, log, sc.Run))(gctx) })
+	g.Go(func() error { return afterPrivacy(privacyReg, log, pj.Run)(gctx) })
 	g.Go(func() error { return endpointReg.table.Run(gctx) })
 	g.Go(func() error { return wh.Run(gctx) })
 	g.Go(func() error { return serveHTTP(gctx, ln, e, log) })

@@ -24,6 +24,7 @@ import (
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/internal/lists"
 	"github.com/moat-dev/moat/internal/metrics"
+	"github.com/moat-dev/moat/internal/privacy"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
@@ -206,6 +207,7 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 		sf       scorerFlags
 		ef       enrichmentFlags
 		mf       metricsFlags
+		ssf      sessionFlags
 		appsFile string
 	)
 	lf.register(fs)
@@ -213,6 +215,7 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 	sf.register(fs)
 	ef.register(fs)
 	mf.register(fs)
+	ssf.register(fs)
 	fs.StringVar(&appsFile, "apps-file", "", "apps file with the apps' risk policies (optional: without it every app uses Castle's bands)")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
@@ -252,13 +255,22 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		d.SetLists(listsF.Index())
+		d.SetSessionTimeout(ssf.timeout)
+		// Users deleted through the privacy API are skipped: the scorer
+		// starts once it has read every deletion (docs/privacy.md).
+		privacyReg, err := newPrivacyRegistry(kcfg, key, log)
+		if err != nil {
+			return err
+		}
 		m := metrics.New()
-		w, err := scorer.New(sf.config(kcfg, m), d, log)
+		scfg := sf.config(kcfg, m)
+		scfg.Erasures = privacyReg
+		w, err := scorer.New(scfg, d, log)
 		if err != nil {
 			return err
 		}
 		log.Info("scorer ready")
-		return mf.run(ctx, m, log, followLists(listsF, log, w.Run))
+		return mf.run(ctx, m, log, followLists(listsF, log, followPrivacy(privacyReg, log, w.Run)))
 	}
 }
 
@@ -270,6 +282,7 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 		cf  clickhouseFlags
 		pf  projectorFlags
 		mf  metricsFlags
+		sf  scorerFlags
 		mig bool
 	)
 	lf.register(fs)
@@ -277,6 +290,8 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 	cf.register(fs, "127.0.0.1:9000")
 	pf.register(fs)
 	mf.register(fs)
+	// The device key hashes identifiers in the privacy registry.
+	sf.registerKey(fs)
 	fs.BoolVar(&mig, "migrate", true, "apply pending ClickHouse migrations at start-up")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
@@ -297,13 +312,25 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 		if err := ensureTopics(ctx, kcfg, log); err != nil {
 			return err
 		}
+		key, err := sf.key()
+		if err != nil {
+			return err
+		}
+		// Rows of users deleted through the privacy API are never
+		// inserted: the projector starts once it has read every deletion.
+		privacyReg, err := newPrivacyRegistry(kcfg, key, log)
+		if err != nil {
+			return err
+		}
 		m := metrics.New()
-		w, err := projector.New(pf.config(kcfg, cf.database, m), conn, log)
+		pcfg := pf.config(kcfg, cf.database, m)
+		pcfg.Erasures = privacyReg
+		w, err := projector.New(pcfg, conn, log)
 		if err != nil {
 			return err
 		}
 		log.Info("projector ready")
-		return mf.run(ctx, m, log, w.Run)
+		return mf.run(ctx, m, log, followPrivacy(privacyReg, log, w.Run))
 	}
 }
 
@@ -398,6 +425,8 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 		sf  scorerFlags
 		inf ingestFlags
 		ekf endpointsFlags
+		euf endUserFlags
+		ssf sessionFlags
 	)
 	lf.register(fs)
 	kf.register(fs)
@@ -406,6 +435,8 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 	sf.registerKey(fs)
 	inf.register(fs)
 	ekf.register(fs)
+	euf.register(fs)
+	ssf.register(fs)
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
 		if err != nil {
@@ -456,10 +487,34 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		defer listsRT.close()
+		// Privacy deletions are records on their own compacted topic;
+		// every read hides the users it names.
+		privacyReg, err := newPrivacyRegistry(kf.config(), key, log)
+		if err != nil {
+			return err
+		}
+		privacyW, err := privacy.NewWriter(kf.config(), privacyReg.Hasher(), inf.produceTimeout, log)
+		if err != nil {
+			return err
+		}
+		defer privacyW.Close()
+		// End-user commands wait for the scorer's decision, as risk calls
+		// do, through the replies topic.
+		replies, err := ingest.NewReplies(ctx, kf.config(), log)
+		if err != nil {
+			return err
+		}
+		endUser, pending, err := newEndUser(endUserDeps{kafka: kf.config(), conn: conn, database: cf.database, apps: reg, hasher: hasher,
+			deviceKey: key, out: prod, replies: replies, erasures: privacyReg, log: log}, euf, ssf)
+		if err != nil {
+			return err
+		}
+		defer pending.Close()
 		e := httpapi.New(httpapi.Config{BodyLimit: hf.bodyLimit, Metrics: m}, log)
-		healthRoutes(e, probe{"clickhouse", conn.Ping}, probe{"kafka", prod.Ping}, probe{"endpoints", endpointReg.table.Sync})
-		e.Use(httpapi.Authenticate(reg))
-		api.NewHandler(api.NewStore(conn, cf.database), hasher, prod, log).WithEndpoints(endpointReg.mgr).Routes(e.Group(""))
+		healthRoutes(e, probe{"clickhouse", conn.Ping}, probe{"kafka", prod.Ping}, probe{"endpoints", endpointReg.table.Sync}, probe{"privacy", privacyReg.Sync})
+		e.Use(httpapi.Authenticate(reg, httpapi.WithBearer(api.BearerPrefix, endUser.Authenticate)))
+		endUser.Routes(e.Group(""))
+		api.NewHandler(api.NewStore(conn, cf.database), hasher, prod, log).WithEndpoints(endpointReg.mgr).WithPrivacy(privacyReg, privacyW).Routes(e.Group(""))
 		api.NewListsHandler(listsRT.service, log).Routes(e.Group(""))
 		ln, err := listen(hf.addr)
 		if err != nil {
@@ -469,6 +524,8 @@ func apiCommand() (*flag.FlagSet, func(context.Context) error) {
 		g, gctx := errgroup.WithContext(ctx)
 		g.Go(func() error { return endpointReg.table.Run(gctx) })
 		g.Go(func() error { return listsRT.follower.Run(gctx) })
+		g.Go(func() error { return privacyReg.Run(gctx) })
+		g.Go(func() error { return replies.Run(gctx) })
 		g.Go(func() error { return serveHTTP(gctx, ln, e, log) })
 		return g.Wait()
 	}

@@ -132,6 +132,13 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 			return
 		}
 		status, body := http.StatusInternalServerError, Body{Type: "server_error", Message: "Internal server error"}
+		var me *MessageError
+		if errors.As(err, &me) {
+			if werr := me.render(c); werr != nil {
+				log.Debug("write error response", "err", werr)
+			}
+			return
+		}
 		var ce castleError
 		var he *echo.HTTPError
 		switch {
@@ -173,12 +180,24 @@ var Public = map[string]bool{"/healthz": true, "/readyz": true, "/metrics": true
 // user name and the app's API secret as the password. Install it with
 // e.Use, so that it runs after routing for every route, unknown ones
 // included (a client without a valid secret learns nothing, not even which
-// routes exist); only the Public paths skip it.
-func Authenticate(reg *apps.Registry) echo.MiddlewareFunc {
+// routes exist); only the Public paths skip it. WithBearer hands the
+// end-user routes to their own authentication.
+func Authenticate(reg *apps.Registry, opts ...AuthOption) echo.MiddlewareFunc {
+	var o authOptions
+	for _, f := range opts {
+		f(&o)
+	}
 	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		var bearer echo.HandlerFunc
+		if o.bearer != nil {
+			bearer = o.bearer(next)
+		}
 		return func(c echo.Context) error {
 			if Public[c.Path()] && c.Request().Method == http.MethodGet {
 				return next(c)
+			}
+			if o.bearerRoute(c) {
+				return bearer(c)
 			}
 			secret, ok := basicPassword(c.Request().Header.Get("Authorization"))
 			if !ok {

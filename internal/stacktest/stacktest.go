@@ -19,14 +19,17 @@ import (
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+	"github.com/labstack/echo/v4"
 	"github.com/moat-dev/moat/api"
 	"github.com/moat-dev/moat/ingest"
 	"github.com/moat-dev/moat/internal/apps"
+	"github.com/moat-dev/moat/internal/bearer"
 	"github.com/moat-dev/moat/internal/chtest"
 	"github.com/moat-dev/moat/internal/httpapi"
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/internal/lists"
 	"github.com/moat-dev/moat/internal/metrics"
+	"github.com/moat-dev/moat/internal/privacy"
 	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/projector"
 	"github.com/moat-dev/moat/schemas"
@@ -69,6 +72,17 @@ type Options struct {
 	// ProjectorFlush is the projector's flush interval (default 100 ms):
 	// a long one makes the views lag behind the log.
 	ProjectorFlush time.Duration
+	// SessionTimeout is the scorer's and the end-user routes' session
+	// timeout (default 20 minutes).
+	SessionTimeout time.Duration
+	// BearerTTL is the end-user bearer tokens' validity (default 15
+	// minutes); TokenRate and IPRate are the end-user routes' calls per
+	// minute per bearer token and per client IP (0: unlimited).
+	BearerTTL         time.Duration
+	TokenRate, IPRate int
+	// ActivationTTL is the activation tokens' validity (default 5
+	// minutes).
+	ActivationTTL time.Duration
 }
 
 // Stack is one running pipeline.
@@ -85,8 +99,15 @@ type Stack struct {
 	Admin   *kadm.Client
 	// Lists is the follower of the lists topic that both the Lists API
 	// and the scorer's policies read (as in moat dev).
-	Lists   *lists.Follower
+	Lists *lists.Follower
+	// Privacy is the registry of forgotten users that the privacy API,
+	// the scorer and the projector share (as in moat dev).
+	Privacy *privacy.Registry
 	Metrics *metrics.Metrics
+	// EndUser serves the end-user routes (/api/...) and Signer signs their
+	// bearer tokens (key BearerKey).
+	EndUser *api.EndUserHandler
+	Signer  *bearer.Signer
 
 	mu      sync.Mutex
 	workers map[string]*worker
@@ -95,6 +116,7 @@ type Stack struct {
 	apps    *apps.Registry
 	// projectorFlush is Options.ProjectorFlush.
 	projectorFlush time.Duration
+	sessionTimeout time.Duration
 }
 
 type worker struct {
@@ -163,6 +185,24 @@ func New(t testing.TB, o Options) *Stack {
 	t.Cleanup(func() { lcancel(); <-ldone })
 	s.Decider = scorer.NewDecider(ua, s.Hasher, scorer.Enrichment{}, o.Policies)
 	s.Decider.SetLists(s.Lists.Index())
+	s.sessionTimeout = o.SessionTimeout
+	s.Decider.SetSessionTimeout(o.SessionTimeout)
+	ph, err := privacy.NewHasher(DeviceKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Privacy, err = privacy.NewRegistry(kcfg, ph, log); err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithCancel(context.Background())
+	pdone := make(chan struct{})
+	go func() { defer close(pdone); _ = s.Privacy.Run(pctx) }()
+	t.Cleanup(func() { pcancel(); <-pdone })
+	pw, err := privacy.NewWriter(kcfg, ph, o.ProduceTimeout, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pw.Close)
 
 	s.Metrics = metrics.New()
 	prod, err := ingest.NewProducer(ingest.Config{Kafka: kcfg, ProduceTimeout: o.ProduceTimeout, Linger: time.Millisecond, Metrics: s.Metrics}, log)
@@ -170,7 +210,7 @@ func New(t testing.TB, o Options) *Stack {
 		t.Fatal(err)
 	}
 	e := httpapi.New(httpapi.Config{BodyLimit: 1 << 20, Metrics: s.Metrics}, log)
-	e.Use(httpapi.Authenticate(reg))
+	e.Use(httpapi.Authenticate(reg, httpapi.WithBearer(api.BearerPrefix, s.bearerAuth)))
 	authed := e.Group("")
 	replies, err := ingest.NewReplies(ctx, kcfg, log)
 	if err != nil {
@@ -181,7 +221,25 @@ func New(t testing.TB, o Options) *Stack {
 	go func() { defer close(rdone); _ = replies.Run(rctx) }()
 	t.Cleanup(func() { rcancel(); <-rdone })
 	ingest.NewHandler(prod, replies, log).Routes(authed)
-	api.NewHandler(api.NewStore(conn, db), s.Hasher, prod, log).Routes(authed)
+	api.NewHandler(api.NewStore(conn, db), s.Hasher, prod, log).WithPrivacy(s.Privacy, pw).Routes(authed)
+	s.Signer, err = bearer.NewSigner(BearerKey, o.BearerTTL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pending, err := api.NewPending(kcfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pending.Close)
+	s.EndUser, err = api.NewEndUserHandler(api.EndUserConfig{
+		Store: api.NewStore(conn, db), Pending: pending, UA: ua, FP: s.Hasher, Apps: reg, Signer: s.Signer,
+		Out: prod, Replies: replies, SessionTimeout: o.SessionTimeout, ActivationTTL: o.ActivationTTL, Erasures: s.Privacy,
+		TokenLimit: bearer.NewLimiter(o.TokenRate, time.Minute, 0, nil), IPLimit: bearer.NewLimiter(o.IPRate, time.Minute, 0, nil), Log: log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.EndUser.Routes(authed)
 	lw, err := lists.NewWriter(kcfg, o.ProduceTimeout, log)
 	if err != nil {
 		t.Fatal(err)
@@ -201,6 +259,15 @@ func New(t testing.TB, o Options) *Stack {
 		s.WaitScorer()
 	}
 	return s
+}
+
+// BearerKey is the bearer token key of every stack.
+var BearerKey = []byte("stacktest-bearer-key-0123456789abcdef")
+
+// bearerAuth authenticates the end-user routes (s.EndUser, set once the
+// stack is built).
+func (s *Stack) bearerAuth(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error { return s.EndUser.Authenticate(next)(c) }
 }
 
 // WaitScorer waits until the scorer answers scored calls (it has joined its
@@ -285,11 +352,11 @@ func (s *Stack) stop(name string) {
 
 // StartScorer starts a scorer worker.
 func (s *Stack) StartScorer() {
-	w, err := scorer.New(scorer.Config{Kafka: s.Kafka, TransactionalID: "stacktest-scorer", MaxPollRecords: 1000, Metrics: s.Metrics}, s.Decider, s.Log)
+	w, err := scorer.New(scorer.Config{Kafka: s.Kafka, TransactionalID: "stacktest-scorer", MaxPollRecords: 1000, Metrics: s.Metrics, Erasures: s.Privacy}, s.Decider, s.Log)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.start("scorer", w.Run)
+	s.start("scorer", s.afterPrivacy(w.Run))
 }
 
 // SetPolicies replaces the apps' risk policies (list conditions included):
@@ -302,6 +369,7 @@ func (s *Stack) SetPolicies(p map[string]*risk.Policy) {
 	}
 	s.Decider = scorer.NewDecider(ua, s.Hasher, scorer.Enrichment{}, p)
 	s.Decider.SetLists(s.Lists.Index())
+	s.Decider.SetSessionTimeout(s.sessionTimeout)
 }
 
 // StopScorer stops the scorer and waits for it.
@@ -310,11 +378,28 @@ func (s *Stack) StopScorer() { s.stop("scorer") }
 // StartProjector starts a projector worker flushing every
 // Options.ProjectorFlush.
 func (s *Stack) StartProjector() {
-	w, err := projector.New(projector.Config{Kafka: s.Kafka, Database: s.DB, BatchSize: 5000, FlushInterval: s.projectorFlush, InsertTimeout: 10 * time.Second, Metrics: s.Metrics}, s.Conn, s.Log)
+	w, err := projector.New(projector.Config{Kafka: s.Kafka, Database: s.DB, BatchSize: 5000, FlushInterval: s.projectorFlush, InsertTimeout: 10 * time.Second, Metrics: s.Metrics, Erasures: s.Privacy}, s.Conn, s.Log)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	s.start("projector", w.Run)
+	s.start("projector", s.afterPrivacy(w.Run))
+}
+
+// afterPrivacy delays run until the privacy registry has read every
+// deletion committed so far, as the roles do.
+func (s *Stack) afterPrivacy(run func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		err := s.Privacy.Sync(sctx)
+		cancel()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		return run(ctx)
+	}
 }
 
 // StartWebhooker starts a webhooker logging its attempts to ClickHouse,
