@@ -118,10 +118,12 @@ func (d *decoder) scan(body []byte) error {
 			return BadRequest("Request body must be a JSON object")
 		}
 		return malformed(b)
-	case !json.Valid(b):
+	}
+	if valid, deep := checkJSON(b, MaxJSONDepth); !valid {
+		if deep && json.Valid(b) {
+			return BadRequest(fmt.Sprintf("Request body is nested deeper than %d levels", MaxJSONDepth))
+		}
 		return malformed(b)
-	case tooDeep(b, MaxJSONDepth):
-		return BadRequest(fmt.Sprintf("Request body is nested deeper than %d levels", MaxJSONDepth))
 	}
 	f := &d.f
 	it := members(b)
@@ -395,7 +397,7 @@ func (d *decoder) context(hdr http.Header) error {
 				c.IP = ip
 			}
 		}
-		if xh := []byte(hdr.Get("X-Castle-Headers")); len(xh) > 0 && json.Valid(xh) && !tooDeep(xh, MaxJSONDepth) {
+		if xh := []byte(hdr.Get("X-Castle-Headers")); len(xh) > 0 && validJSON(xh) {
 			if h, ok := parseHeaders(bytes.TrimSpace(xh)); ok {
 				for name, v := range h {
 					if _, dup := c.Headers[name]; !dup {
@@ -875,6 +877,12 @@ func rawCopy(raw []byte) json.RawMessage {
 // match exactly, and huge numbers stay text. They stay defensive (bounds
 // checked, never panic) in case they are handed invalid input.
 
+// validJSON reports whether b is valid JSON nested at most MaxJSONDepth deep.
+func validJSON(b []byte) bool {
+	valid, _ := checkJSON(b, MaxJSONDepth)
+	return valid
+}
+
 func isNull(raw []byte) bool   { return string(raw) == "null" }
 func isObject(raw []byte) bool { return len(raw) > 0 && raw[0] == '{' }
 
@@ -964,28 +972,6 @@ func valueEnd(b []byte, i int) int {
 		j++
 	}
 	return j
-}
-
-// tooDeep reports whether b nests objects/arrays deeper than limit.
-func tooDeep(b []byte, limit int) bool {
-	depth := 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			e := stringEnd(b, i)
-			if e < 0 {
-				return false
-			}
-			i = e - 1
-		case '{', '[':
-			if depth++; depth > limit {
-				return true
-			}
-		case '}', ']':
-			depth--
-		}
-	}
-	return false
 }
 
 // memberIter walks the members of a JSON object.

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -57,7 +56,6 @@ func NewProducer(cfg Config, log *slog.Logger) (*Producer, error) {
 		kgo.DefaultProduceTopic(schemas.TopicEvents),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(cfg.Linger),
-		kgo.ProducerBatchCompression(kgo.Lz4Compression()),
 		kgo.MaxBufferedRecords(100_000),
 	)
 	cl, err := kgo.NewClient(opts...)
@@ -84,10 +82,7 @@ const ambiguityGrace = 15 * time.Second
 // to it, at most ambiguityGrace longer. This keeps 503 meaning "not
 // written", so a client retry does not store the event twice.
 func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
-	b, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("ingest: encode event: %w", err)
-	}
+	b := ev.AppendJSON(make([]byte, 0, 2048))
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
 	defer cancel()
 	rec := &kgo.Record{

@@ -150,7 +150,7 @@ func (w *Worker) add(r *kgo.Record) {
 	}
 	w.pending++
 	var d schemas.Decision
-	if err := json.Unmarshal(r.Value, &d); err != nil {
+	if err := json.UnmarshalNoEscape(r.Value, &d); err != nil {
 		w.log.Error("undecodable decision left out of ClickHouse", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return
 	}

@@ -265,7 +265,7 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 // user's state cannot be restored.
 func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
 	var ev schemas.Event
-	if err := json.Unmarshal(r.Value, &ev); err != nil || !ev.Kind.Known() || ev.ID == "" || ev.AppID == "" {
+	if err := json.UnmarshalNoEscape(r.Value, &ev); err != nil || !ev.Kind.Known() || ev.ID == "" || ev.AppID == "" {
 		reason := "unknown event kind or missing id"
 		if err != nil {
 			reason = err.Error()
@@ -283,10 +283,7 @@ func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, err
 	}
 	d, notes := w.decider.Decide(&ev, st.(*UserState))
 	w.cfg.Metrics.Decided(string(ev.Kind), d.Action, d.Signals)
-	b, err := json.Marshal(d)
-	if err != nil { // a decoded event always re-encodes; keep the record anyway
-		return []*kgo.Record{deadLetter(r, "encode decision: "+err.Error())}, nil
-	}
+	b := d.AppendJSON(make([]byte, 0, len(r.Value)+1024))
 	hdr := []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("decision.v1")}}
 	out := []*kgo.Record{{Topic: schemas.TopicDecisions, Key: r.Key, Value: b, Headers: hdr}}
 	if ev.ReplyTo != "" {

@@ -100,6 +100,13 @@ func (k *kafkaFlags) registerTopics(fs *flag.FlagSet) {
 	fs.Var((*int32Value)(&k.cfg.Partitions), "kafka-partitions", "partitions of topics Moat creates (bounds scorer and projector parallelism)")
 	fs.DurationVar(&k.cfg.Retention, "kafka-retention", k.cfg.Retention, "retention of topics Moat creates")
 	fs.Var((*int16Value)(&k.cfg.ReplicationFactor), "kafka-replication", "replication factor of topics Moat creates (-1: broker default)")
+	fs.Func("kafka-compression", "compression of the batches Moat produces: none, lz4, snappy or zstd (default lz4; none for moat dev)", func(s string) error {
+		if !kafka.ValidCompression(s) {
+			return fmt.Errorf("want none, lz4, snappy or zstd, got %q", s)
+		}
+		k.cfg.Compression = s
+		return nil
+	})
 }
 
 type int32Value int32

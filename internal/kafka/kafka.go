@@ -28,11 +28,34 @@ type Config struct {
 	// Retention of created topics (retention.ms). The log is the source of
 	// truth: views and scorer state are rebuilt from it, so keep it long.
 	Retention time.Duration
+	// Compression of produced batches: none, lz4, snappy or zstd.
+	Compression string
 }
 
 // DefaultConfig returns the defaults for a single-box deployment.
 func DefaultConfig() Config {
-	return Config{Brokers: []string{"127.0.0.1:9092"}, Partitions: 6, ReplicationFactor: -1, Retention: 7 * 24 * time.Hour}
+	return Config{Brokers: []string{"127.0.0.1:9092"}, Partitions: 6, ReplicationFactor: -1, Retention: 7 * 24 * time.Hour, Compression: "lz4"}
+}
+
+// ValidCompression reports whether name is a Compression Moat knows.
+func ValidCompression(name string) bool {
+	switch name {
+	case "none", "lz4", "snappy", "zstd":
+		return true
+	}
+	return false
+}
+
+func (c Config) codec() kgo.CompressionCodec {
+	switch c.Compression {
+	case "none":
+		return kgo.NoCompression()
+	case "snappy":
+		return kgo.SnappyCompression()
+	case "zstd":
+		return kgo.ZstdCompression()
+	}
+	return kgo.Lz4Compression()
 }
 
 // Validate checks the configuration.
@@ -42,6 +65,8 @@ func (c Config) Validate() error {
 		return errors.New("kafka: no brokers")
 	case c.Partitions < 1:
 		return errors.New("kafka: partitions must be at least 1")
+	case c.Compression != "" && !ValidCompression(c.Compression):
+		return fmt.Errorf("kafka: unknown compression %q", c.Compression)
 	case c.Retention < time.Hour && c.Retention != -1:
 		return errors.New("kafka: retention must be at least 1h (or -1 for unlimited)")
 	}
@@ -55,6 +80,7 @@ func ClientOpts(c Config, log *slog.Logger, clientID string) []kgo.Opt {
 		kgo.ClientID(clientID),
 		kgo.WithLogger(Logger(log)),
 		kgo.RetryTimeout(30 * time.Second),
+		kgo.ProducerBatchCompression(c.codec()),
 	}
 }
 
