@@ -202,8 +202,55 @@ func (d *Decision) AppendJSON(b []byte) []byte {
 		b = closeObject(b, m)
 	}
 	b = appendOptBool(b, "trusted", d.Trusted)
+	if len(d.Lists) > 0 {
+		b = append(b, `,"lists":[`...)
+		for i := range d.Lists {
+			m := &d.Lists[i]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"list_id":`...)
+			b = appendString(b, m.ListID)
+			b = appendField(b, "item_id", m.ItemID)
+			b = appendField(b, "field", m.Field)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
 	b = appendOptBool(b, "impersonated", d.Impersonated)
+	if len(d.Sessions) > 0 {
+		b = append(b, `,"sessions":[`...)
+		for i := range d.Sessions {
+			c := &d.Sessions[i]
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"uuid":`...)
+			b = appendString(b, c.UUID)
+			b = appendField(b, "id", c.ID)
+			b = appendField(b, "device_token", c.DeviceToken)
+			b = appendField(b, "status", c.Status)
+			b = appendOptField(b, "reason", c.Reason)
+			b = append(b, `,"started_at_ms":`...)
+			b = strconv.AppendInt(b, c.StartedAtMs, 10)
+			b = append(b, `,"last_activity_at_ms":`...)
+			b = strconv.AppendInt(b, c.LastActivityAtMs, 10)
+			b = appendOptInt(b, "ended_at_ms", c.EndedAtMs)
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
 	return append(b, '}')
+}
+
+func appendOptInt(b []byte, name string, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendInt(b, v, 10)
 }
 
 func (u *UserAgent) appendJSON(b []byte) []byte {
