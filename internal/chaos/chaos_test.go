@@ -40,6 +40,32 @@ func envInt(name string, def int) int {
 	return def
 }
 
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// moatBinary builds cmd/moat once per test binary.
+func moatBinary(t *testing.T) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "moat-chaos-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "moat")
+		if out, err := exec.Command("go", "build", "-o", binPath, "../../cmd/moat").CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
 func freePort(t *testing.T) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -108,10 +134,7 @@ func TestChaos(t *testing.T) {
 	}
 	conn, db := chtest.NewDatabase(t)
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "moat")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/moat").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := moatBinary(t)
 	logf, err := os.Create(filepath.Join(dir, "roles.log"))
 	if err != nil {
 		t.Fatal(err)
