@@ -12,8 +12,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +29,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/chtest"
 	"github.com/moat-dev/moat/schemas"
+	"github.com/moat-dev/moat/webhooker"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -148,8 +151,25 @@ func TestChaos(t *testing.T) {
 	kafkaPort, httpPort := freePort(t), freePort(t)
 	brokers := fmt.Sprintf("127.0.0.1:%d", kafkaPort)
 	secret := "chaos-secret-0123456789abcdef01234"
+	// The webhook receiver: every 10th call is a risk call denied by a
+	// Castle test token, whose $incident.confirmed must reach it.
+	var recvMu sync.Mutex
+	received := map[string]int{}
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		recvMu.Lock()
+		received[r.Header.Get(webhooker.HeaderDeliveryID)]++
+		recvMu.Unlock()
+	}))
+	defer receiver.Close()
+	appsFile := filepath.Join(dir, "apps.json")
+	if err := os.WriteFile(appsFile, []byte(fmt.Sprintf(`{"apps":[{"id":"default","name":"Chaos","secret":%q,"test":true,
+		"risk":{"timeout_ms":2000,"failover":"allow"},
+		"webhooks":[{"id":"ep","url":%q,"types":["$incident.confirmed"],"allow_private":true}]}]}`, secret, receiver.URL)), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	common := []string{"MOAT_KAFKA_BROKERS=" + brokers, "MOAT_KAFKA_PARTITIONS=4", "MOAT_LOG_FORMAT=text", "MOAT_LOG_LEVEL=warn",
-		"MOAT_CLICKHOUSE_ADDR=" + chtest.Addr(t), "MOAT_CLICKHOUSE_DATABASE=" + db, "MOAT_API_SECRET=" + secret,
+		"MOAT_CLICKHOUSE_ADDR=" + chtest.Addr(t), "MOAT_CLICKHOUSE_DATABASE=" + db, "MOAT_APPS_FILE=" + appsFile,
 		"MOAT_DEVICE_KEY=chaos-device-key-0123456789abcdef0123", "MOAT_METRICS_ADDR="}
 	mk := func(name string, args ...string) *proc {
 		p := &proc{t: t, name: name, args: append([]string{bin}, args...), env: common, log: logf}
@@ -162,12 +182,14 @@ func TestChaos(t *testing.T) {
 	mk("ingest", "ingest", "--http-addr", fmt.Sprintf("127.0.0.1:%d", httpPort), "--produce-timeout", "2s")
 	scorer := mk("scorer", "scorer", "--scorer-transactional-id", "chaos-scorer")
 	projector := mk("projector", "projector", "--projector-flush-interval", "200ms")
+	hooks := mk("webhooker", "webhooker")
 	url := fmt.Sprintf("http://127.0.0.1:%d/v1/track", httpPort)
+	riskURL := fmt.Sprintf("http://127.0.0.1:%d/v1/risk", httpPort)
 	waitHTTP(t, fmt.Sprintf("http://127.0.0.1:%d/readyz", httpPort))
 
 	// Load: workers post every event until it is accepted (as an app that
 	// retries 503s and connection errors would), counting acceptances.
-	var accepted, attempts atomic.Int64
+	var accepted, attempts, risky atomic.Int64
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -182,14 +204,21 @@ func TestChaos(t *testing.T) {
 				}
 				body := fmt.Sprintf(`{"event":"$login.succeeded","user_id":"u%d","properties":{"seq":%d},
 					"context":{"ip":"203.0.113.%d","headers":{"User-Agent":"Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0"}}}`, i%500, i, i%250)
+				target, want := url, 204
+				if i%10 == 0 { // a login the policy denies: one incident each
+					target, want = riskURL, 201
+					body = fmt.Sprintf(`{"type":"$login","status":"$succeeded","user":{"id":"r%d"},"request_token":"test|policy.action:deny","properties":{"seq":%d},
+					"context":{"ip":"198.51.100.%d","headers":{"User-Agent":"Mozilla/5.0 (X11; Linux x86_64) Firefox/125.0"}}}`, i, i, i%250)
+					risky.Add(1)
+				}
 				for try := 0; ; try++ {
 					attempts.Add(1)
-					req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+					req, _ := http.NewRequest("POST", target, strings.NewReader(body))
 					req.SetBasicAuth("", secret)
 					res, err := client.Do(req)
 					if err == nil {
 						res.Body.Close()
-						if res.StatusCode == 204 {
+						if res.StatusCode == want {
 							accepted.Add(1)
 							break
 						}
@@ -222,6 +251,13 @@ func TestChaos(t *testing.T) {
 		projector.kill()
 		time.Sleep(time.Second)
 		projector.start()
+	}
+	at(0.5)
+	if !strings.Contains(skip, "webhooker") {
+		t.Log("SIGKILL webhooker")
+		hooks.kill()
+		time.Sleep(time.Second)
+		hooks.start()
 	}
 	at(0.6)
 	if !strings.Contains(skip, "broker") {
@@ -353,6 +389,52 @@ func TestChaos(t *testing.T) {
 	if len(seen) != int(n) {
 		t.Fatalf("%d of %d events have a committed decision", len(seen), n)
 	}
+
+	// Every committed $incident.confirmed reached the endpoint.
+	icl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(schemas.TopicIncidents),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer icl.Close()
+	incidents := map[string]bool{}
+	for idle := 0; idle < 3; {
+		pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		fs := icl.PollFetches(pctx)
+		pcancel()
+		if fs.NumRecords() == 0 {
+			idle++
+			continue
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			var nt schemas.Notification
+			if json.Unmarshal(r.Value, &nt) == nil && nt.Type == schemas.NotifyIncidentConfirmed {
+				incidents[webhooker.DeliveryID("default", "ep", nt.ID)] = true
+			}
+		})
+	}
+	if len(incidents) != int(risky.Load()) {
+		t.Fatalf("%d incidents on the topic for %d denied logins", len(incidents), risky.Load())
+	}
+	missing := func() (m int) {
+		recvMu.Lock()
+		defer recvMu.Unlock()
+		for id := range incidents {
+			if received[id] == 0 {
+				m++
+			}
+		}
+		return m
+	}
+	for deadline := time.Now().Add(time.Minute); missing() > 0 && time.Now().Before(deadline); {
+		time.Sleep(200 * time.Millisecond)
+	}
+	if m := missing(); m > 0 {
+		t.Fatalf("%d of %d incidents never delivered", m, len(incidents))
+	}
+	recvMu.Lock()
+	t.Logf("%d incidents, all delivered (%d distinct delivery ids received)", len(incidents), len(received))
+	recvMu.Unlock()
 }
 
 func mustClient(t *testing.T, brokers string) *kgo.Client {
