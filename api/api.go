@@ -187,6 +187,8 @@ type feedback struct {
 	Latest string
 	// MitigatedMs is when an account recovery covered the device.
 	MitigatedMs uint64
+	// ForgottenMs is when the end user last forgot the device.
+	ForgottenMs uint64
 }
 
 func msTime(ms uint64) string {
@@ -286,7 +288,7 @@ func (s *Store) UserDevices(ctx context.Context, appID, userID string) ([]device
 	if cmdsErr != nil {
 		return nil, cmdsErr
 	}
-	cmds.apply(rows)
+	rows = cmds.apply(rows)
 	return s.visibleDevices(ctx, appID, rows)
 }
 
@@ -305,10 +307,10 @@ func (s *Store) Device(ctx context.Context, appID, token string) (deviceRow, err
 	if len(rows) == 0 {
 		return deviceRow{}, ErrNotFound
 	}
-	if err := s.withFeedback(ctx, appID, rows[0].UserID, rows[:1]); err != nil {
+	if rows, err = s.withFeedback(ctx, appID, rows[0].UserID, rows[:1]); err != nil {
 		return deviceRow{}, err
 	}
-	if rows, err = s.visibleDevices(ctx, appID, rows[:1]); err != nil {
+	if rows, err = s.visibleDevices(ctx, appID, rows); err != nil {
 		return deviceRow{}, err
 	} else if len(rows) == 0 {
 		return deviceRow{}, ErrNotFound
@@ -341,16 +343,16 @@ func (s *Store) deviceUser(ctx context.Context, appID, token string) (string, er
 }
 
 // withFeedback fills in the device feedback of a user's devices.
-func (s *Store) withFeedback(ctx context.Context, appID, userID string, rows []deviceRow) error {
+// Devices the end user forgot (and that were not seen since) are left out.
+func (s *Store) withFeedback(ctx context.Context, appID, userID string, rows []deviceRow) ([]deviceRow, error) {
 	if len(rows) == 0 {
-		return nil
+		return rows, nil
 	}
 	c, err := s.commands(ctx, appID, userID)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c.apply(rows)
-	return nil
+	return c.apply(rows), nil
 }
 
 // userCommands are the commands about one user's devices: the latest
@@ -362,9 +364,13 @@ type userCommands struct {
 
 // apply sets each device's feedback. Archiving mitigates every device seen
 // before it; recovering, every device reported before it.
-func (c userCommands) apply(rows []deviceRow) {
+func (c userCommands) apply(rows []deviceRow) []deviceRow {
+	out := rows[:0]
 	for i := range rows {
 		f := c.byToken[rows[i].Token]
+		if f.ForgottenMs != 0 && rows[i].LastSeenMs <= f.ForgottenMs {
+			continue // forgotten by the end user, not seen since
+		}
 		if c.archivedMs != 0 && rows[i].FirstSeenMs <= c.archivedMs {
 			f.MitigatedMs = c.archivedMs
 		}
@@ -372,8 +378,20 @@ func (c userCommands) apply(rows []deviceRow) {
 			f.MitigatedMs = max(f.MitigatedMs, c.recoveredMs)
 		}
 		rows[i].Feedback = f
+		out = append(out, rows[i])
 	}
+	return out
 }
+
+// Device feedback kinds, as the devices API shows them: the end users'
+// verify and activate approve a device like Castle's approve, their hijack
+// reports it like Castle's report, and their forget and trust revocation
+// withdraw an approval (a report stays).
+const (
+	approveKinds  = `'device.approve', 'device.verify', 'trust.activate'`
+	reportKinds   = `'device.report', 'device.hijack'`
+	withdrawKinds = `'device.forget', 'trust.revoke'`
+)
 
 // commands reads a user's device and account commands from the timeline
 // in one query (the user's rows are contiguous in events' sort order).
@@ -381,12 +399,12 @@ func (s *Store) commands(ctx context.Context, appID, userID string) (userCommand
 	ctx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
 	q := fmt.Sprintf(`SELECT target_device_token,
-		argMaxIf(kind, received_at_ms, kind IN ('device.approve', 'device.report')),
-		maxIf(received_at_ms, kind = 'device.approve'), maxIf(received_at_ms, kind = 'device.report'),
+		maxIf(received_at_ms, kind IN (%[2]s)), maxIf(received_at_ms, kind IN (%[3]s)),
+		maxIf(received_at_ms, kind IN (%[4]s)), maxIf(received_at_ms, kind = 'device.forget'),
 		maxIf(received_at_ms, kind = 'user.archive_devices'), maxIf(received_at_ms, kind = 'user.recover')
-		FROM %s.events WHERE app_id = ? AND user_id = ?
-		AND kind IN ('device.approve', 'device.report', 'user.archive_devices', 'user.recover')
-		GROUP BY target_device_token`, schemas.QuoteIdent(s.database))
+		FROM %[1]s.events WHERE app_id = ? AND user_id = ?
+		AND kind IN (%[2]s, %[3]s, %[4]s, 'user.archive_devices', 'user.recover')
+		GROUP BY target_device_token`, schemas.QuoteIdent(s.database), approveKinds, reportKinds, withdrawKinds)
 	res, err := s.conn.Query(ctx, q, appID, userID)
 	if err != nil {
 		return userCommands{}, fmt.Errorf("api: query device commands: %w", err)
@@ -394,17 +412,26 @@ func (s *Store) commands(ctx context.Context, appID, userID string) (userCommand
 	defer res.Close()
 	c := userCommands{byToken: map[string]feedback{}}
 	for res.Next() {
-		var token, kind string
+		var token string
 		var f feedback
-		var archived, recovered uint64
-		if err := res.Scan(&token, &kind, &f.ApprovedMs, &f.ReportedMs, &archived, &recovered); err != nil {
+		var withdrawn, archived, recovered uint64
+		if err := res.Scan(&token, &f.ApprovedMs, &f.ReportedMs, &withdrawn, &f.ForgottenMs, &archived, &recovered); err != nil {
 			return userCommands{}, fmt.Errorf("api: scan device commands: %w", err)
 		}
 		c.archivedMs, c.recoveredMs = max(c.archivedMs, archived), max(c.recoveredMs, recovered)
-		if token != "" {
-			f.Latest = strings.TrimPrefix(kind, "device.")
-			c.byToken[token] = f
+		if token == "" {
+			continue
 		}
+		if withdrawn >= f.ApprovedMs {
+			f.ApprovedMs = 0
+		}
+		switch {
+		case f.ReportedMs > f.ApprovedMs:
+			f.Latest = "report"
+		case f.ApprovedMs > 0:
+			f.Latest = "approve"
+		}
+		c.byToken[token] = f
 	}
 	if err := res.Err(); err != nil {
 		return userCommands{}, fmt.Errorf("api: read device commands: %w", err)

@@ -413,6 +413,12 @@ func (h *EndUserHandler) appendAndWait(ctx context.Context, ev *schemas.Event) (
 	defer t.Stop()
 	select {
 	case d := <-reply:
+		// The app's own view (Castle's devices API) reads ClickHouse
+		// only: wait until the command is there too, so it shows there
+		// as soon as the end user saw it done.
+		if !h.cfg.Store.WaitVisible(ctx, ev, DefaultVisibilityTimeout) {
+			h.log.Warn("end-user command answered before it reached the timeline", "app_id", ev.AppID, "kind", ev.Kind, "event_id", ev.ID)
+		}
 		return d, nil
 	case <-t.C:
 		h.log.Warn("end-user command not decided in time", "app_id", ev.AppID, "kind", ev.Kind, "event_id", ev.ID)

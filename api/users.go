@@ -77,25 +77,31 @@ func (h *Handler) command(ctx context.Context, appID string, kind schemas.Kind, 
 }
 
 // awaitVisible waits until the scorer and the projector have put a command
-// into the timeline, at most h.visibleTimeout. Reads come from ClickHouse,
-// so once the command is there, no read (from any api instance) shows the
-// state before it. The command is durable on the log either way: when the
-// pipeline lags longer, the answer (which shows the new state) still goes
-// out, and reads catch up as soon as the projector does.
+// into the timeline, at most h.visibleTimeout (Store.WaitVisible). The
+// command is durable on the log either way: when the pipeline lags longer,
+// the answer (which shows the new state) still goes out, and reads catch
+// up as soon as the projector does.
 func (h *Handler) awaitVisible(ctx context.Context, ev *schemas.Event) {
-	deadline := time.Now().Add(h.visibleTimeout)
+	if !h.store.WaitVisible(ctx, ev, h.visibleTimeout) {
+		h.log.Warn("command answered before it reached the timeline", "app_id", ev.AppID, "kind", ev.Kind, "event_id", ev.ID)
+	}
+}
+
+// WaitVisible waits until an event is in the timeline, at most timeout,
+// and reports whether it is. Reads come from ClickHouse, so once a command
+// is there, no read (from any api instance) shows the state before it.
+func (s *Store) WaitVisible(ctx context.Context, ev *schemas.Event, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
 	for wait := 20 * time.Millisecond; ; wait = min(wait*2, 200*time.Millisecond) {
-		ok, err := h.store.Visible(ctx, ev.AppID, ev.User.ID, ev.ID)
-		if ok {
-			return
+		if ok, _ := s.Visible(ctx, ev.AppID, ev.User.ID, ev.ID); ok {
+			return true
 		}
 		if time.Now().Add(wait).After(deadline) {
-			h.log.Warn("command answered before it reached the timeline", "app_id", ev.AppID, "kind", ev.Kind, "event_id", ev.ID, "err", err)
-			return
+			return false
 		}
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-time.After(wait):
 		}
 	}

@@ -201,7 +201,7 @@ func TestEndUserDevices(t *testing.T) {
 // expire, are bound to the user and the device, and an activated device
 // is trusted in later risk decisions until revoked.
 func TestTrustedDevices(t *testing.T) {
-	s := stacktest.New(t, stacktest.Options{ActivationTTL: 4 * time.Second})
+	s := stacktest.New(t, stacktest.Options{ActivationTTL: 6 * time.Second})
 	a := stacktest.Secret("app-a")
 	carol := loginRisk(t, s, a, "carol", chromeUA, "").Device.Token
 	dave := loginRisk(t, s, a, "dave", chromeUA, "").Device.Token
@@ -279,7 +279,7 @@ func TestTrustedDevices(t *testing.T) {
 
 	// Expired tokens fail.
 	late := activation("carol", carol)
-	time.Sleep(4500 * time.Millisecond)
+	time.Sleep(6500 * time.Millisecond)
 	act(tok, late).expect(t, "expired activation token", 422, invalid)
 
 	// Revoke: another user cannot; the owner can, once.
