@@ -21,7 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-var updateGolden = flag.Bool("update", false, "rewrite the golden responses in testdata/enduser")
+var updateGolden = flag.Bool("update", false, "rewrite the golden responses in testdata")
 
 const euFirefoxUA = "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0"
 
@@ -117,6 +117,12 @@ var (
 // named values (device tokens, by name).
 func golden(t *testing.T, name, body string, names map[string]string) {
 	t.Helper()
+	goldenIn(t, "enduser", name, body, names)
+}
+
+// goldenIn is golden with the files in testdata/<dir>.
+func goldenIn(t *testing.T, dir, name, body string, names map[string]string) {
+	t.Helper()
 	var buf bytes.Buffer
 	if err := json.Indent(&buf, []byte(body), "", "  "); err != nil {
 		t.Fatalf("%s: not JSON: %v: %s", name, err, body)
@@ -132,7 +138,7 @@ func golden(t *testing.T, name, body string, names map[string]string) {
 	got = bearerRe.ReplaceAllString(got, `"<bearer>"`)
 	got = activateRe.ReplaceAllString(got, `"<activation token>"`)
 	got += "\n"
-	path := filepath.Join("testdata", "enduser", name+".json")
+	path := filepath.Join("testdata", dir, name+".json")
 	if *updateGolden {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
