@@ -71,7 +71,9 @@ func (w *Writer) client() (*kgo.Client, error) {
 	cl, err := kgo.NewClient(append(kafka.ClientOpts(w.cfg, w.log, "moat-lists"),
 		kgo.TransactionalID(w.txnID),
 		kgo.TransactionTimeout(10*time.Second),
-		kgo.RecordDeliveryTimeout(w.timeout),
+		// franz-go refuses a record timeout under 1 s; the calls' contexts
+		// still bound them by w.timeout.
+		kgo.RecordDeliveryTimeout(max(w.timeout, time.Second)),
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(Partitioner()),
 	)...)
