@@ -260,15 +260,20 @@ func NewStore(conn driver.Conn, database string) *Store {
 	return &Store{conn: conn, database: database, timeout: 10 * time.Second}
 }
 
-const deviceColumns = `user_id, device_token, anyMerge(fingerprint), minMerge(first_seen_ms), maxMerge(last_seen_ms) AS last_seen,
-	argMaxMerge(last_ip), argMaxMerge(ua_raw), argMaxMerge(ua_browser), argMaxMerge(ua_browser_version),
-	argMaxMerge(ua_os), argMaxMerge(ua_os_version), argMaxMerge(ua_platform), argMaxMerge(ua_device_family),
-	argMaxMerge(ua_device_type)`
+// devicesQuery selects devices from device_states (migration 0009), as
+// Store.query scans them; where filters by app_id and user_id (the sort
+// key's prefix) and more.
+func (s *Store) devicesQuery(where string, limit int) string {
+	return fmt.Sprintf(`SELECT user_id, device_token, fp, first_seen, seen, l.1, l.2, l.3, l.4, l.5, l.6, l.7, l.8, l.9
+		FROM (SELECT user_id, device_token, anyMerge(fingerprint) AS fp, minMerge(first_seen_ms) AS first_seen,
+			maxMerge(last_seen_ms) AS seen, argMaxMerge(last_event) AS l
+			FROM %s.device_states WHERE %s GROUP BY user_id, device_token)
+		ORDER BY seen DESC, device_token LIMIT %d`, schemas.QuoteIdent(s.database), where, limit)
+}
 
 // UserDevices returns a user's devices, most recently seen first.
 func (s *Store) UserDevices(ctx context.Context, appID, userID string) ([]deviceRow, error) {
-	q := fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND user_id = ?
-		GROUP BY user_id, device_token ORDER BY last_seen DESC, device_token LIMIT 1000`, deviceColumns, schemas.QuoteIdent(s.database))
+	q := s.devicesQuery("app_id = ? AND user_id = ?", 1000)
 	// The devices and the commands about them are independent queries:
 	// run them at once.
 	var (
@@ -298,8 +303,7 @@ func (s *Store) Device(ctx context.Context, appID, token string) (deviceRow, err
 	if err != nil {
 		return deviceRow{}, err
 	}
-	q := fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND user_id = ? AND device_token = ?
-		GROUP BY user_id, device_token ORDER BY last_seen DESC LIMIT 1`, deviceColumns, schemas.QuoteIdent(s.database))
+	q := s.devicesQuery("app_id = ? AND user_id = ? AND device_token = ?", 1)
 	rows, err := s.query(ctx, q, appID, userID, token)
 	if err != nil {
 		return deviceRow{}, err

@@ -85,8 +85,7 @@ func (h *EndUserHandler) loadView(ctx context.Context, appID, userID string) (*u
 		}
 	}
 	s := h.cfg.Store
-	rows, err := s.query(ctx, fmt.Sprintf(`SELECT %s FROM %s.devices WHERE app_id = ? AND user_id = ?
-		GROUP BY user_id, device_token ORDER BY last_seen DESC, device_token LIMIT 1000`, deviceColumns, schemas.QuoteIdent(s.database)), appID, userID)
+	rows, err := s.query(ctx, s.devicesQuery("app_id = ? AND user_id = ?", 1000), appID, userID)
 	if err != nil {
 		return nil, err
 	}

@@ -167,8 +167,12 @@ func (w *Worker) eraseOne(ctx context.Context, e erasure) error {
 		var feeds []string
 		var feedArgs []any
 		if len(k.devices) > 0 {
-			if err := w.exec(ctx, fmt.Sprintf("ALTER TABLE %s.devices DELETE WHERE app_id = ? AND user_id = ? AND has(?, device_token)", db), e.app, user, k.devices); err != nil {
-				return fmt.Errorf("delete devices: %w", err)
+			// Every view keyed by device (0001 devices, 0008 device_users,
+			// 0009 device_states).
+			for _, table := range []string{"devices", "device_users", "device_states"} {
+				if err := w.exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE app_id = ? AND user_id = ? AND has(?, device_token)", db, table), e.app, user, k.devices); err != nil {
+					return fmt.Errorf("delete %s: %w", table, err)
+				}
 			}
 			feeds, feedArgs = append(feeds, "has(?, device_token)"), append(feedArgs, k.devices)
 		}
@@ -292,7 +296,7 @@ func (w *Worker) awaitMutations(ctx context.Context) {
 	for pause := 20 * time.Millisecond; ; pause = min(2*pause, time.Second) {
 		var n uint64
 		qctx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
-		err := w.conn.QueryRow(qctx, "SELECT count() FROM system.mutations WHERE database = ? AND table IN ('events', 'devices', 'sessions') AND is_done = 0", w.cfg.Database).Scan(&n)
+		err := w.conn.QueryRow(qctx, "SELECT count() FROM system.mutations WHERE database = ? AND table IN ('events', 'devices', 'device_users', 'device_states', 'sessions') AND is_done = 0", w.cfg.Database).Scan(&n)
 		cancel()
 		if err == nil && n == 0 {
 			return
