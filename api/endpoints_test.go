@@ -585,6 +585,14 @@ func TestEndpointsDeliver(t *testing.T) {
 func TestEndpointsUnavailable(t *testing.T) {
 	e := newEnv(t)
 	ep := e.create(`{"url":"https://hooks.example.com/u"}`)
+	// Let the webhooker finish starting (it creates its topics) before
+	// the broker goes away: its start-up is not what this test is about.
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(e.logs.String(), "webhooker started"); {
+		if time.Now().After(deadline) {
+			t.Fatal("the webhooker did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 	e.cluster.Close()
 	for _, r := range []struct{ method, path, body string }{
 		{"POST", "/v1/webhooks/endpoints", `{"url":"https://hooks.example.com/v"}`},
