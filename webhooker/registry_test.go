@@ -128,6 +128,20 @@ func (rc *receiver) quietFor(t *testing.T, d time.Duration, what string) {
 	}
 }
 
+// seen waits (at most 5 s) until the worker's endpoint set satisfies ok
+// for the endpoint appID/id (nil when the worker does not have it): the
+// worker follows the registry asynchronously, a few milliseconds behind
+// the api's writes.
+func seen(t *testing.T, w *Worker, appID, id string, ok func(*endpoint) bool) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); !ok(w.current().byKey[endpointKey(appID, id)]); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker never saw the change of endpoint %s/%s", appID, id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // TestLiveEndpoints: endpoints created, updated, disabled and deleted
 // through the registry apply to a running worker, without a restart.
 func TestLiveEndpoints(t *testing.T) {
@@ -151,6 +165,7 @@ func TestLiveEndpoints(t *testing.T) {
 
 	// Types: only reviews from now on.
 	reg.update(t, "a", ep.ID, endpoints.Patch{Types: &[]string{schemas.NotifyReviewOpened}})
+	seen(t, w.w, "a", ep.ID, func(e *endpoint) bool { return e != nil && !e.wants(schemas.NotifyIncidentConfirmed) })
 	review := notification("a", 3)
 	review.Type = schemas.NotifyReviewOpened
 	p.send(t, notification("a", 2), review)
@@ -184,17 +199,20 @@ func TestLiveEndpoints(t *testing.T) {
 
 	// Disabled: nothing new.
 	reg.update(t, "a", ep.ID, endpoints.Patch{Enabled: new(bool)})
+	seen(t, w.w, "a", ep.ID, func(e *endpoint) bool { return e != nil && !e.enabled })
 	p.send(t, notification("a", 7))
 	rc.quietFor(t, 300*time.Millisecond, "disabled endpoint")
 
 	// Deleted: nothing new, even enabled before.
 	on := true
 	reg.update(t, "a", ep.ID, endpoints.Patch{Enabled: &on})
+	seen(t, w.w, "a", ep.ID, func(e *endpoint) bool { return e != nil && e.enabled })
 	p.send(t, notification("a", 8))
 	rc.next(t)
 	if err := reg.mgr.Delete(context.Background(), "a", ep.ID); err != nil {
 		t.Fatal(err)
 	}
+	seen(t, w.w, "a", ep.ID, func(e *endpoint) bool { return e == nil })
 	p.send(t, notification("a", 9))
 	rc.quietFor(t, 300*time.Millisecond, "deleted endpoint")
 	w.stop(t)
