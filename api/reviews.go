@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/labstack/echo/v4"
 	"github.com/moat-dev/moat/internal/httpapi"
@@ -44,10 +45,11 @@ type ReviewLocation struct {
 	City        string `json:"city"`
 }
 
-// review handles GET /v1/reviews/{review_id}.
+// review handles GET /v1/reviews/{review_id} (and, as Castle's reference
+// lists it, /v1/reviews/{review_id}.json).
 func (h *Handler) review(c echo.Context) error {
 	app := httpapi.App(c)
-	id := c.Param("review_id")
+	id := strings.TrimSuffix(c.Param("review_id"), ".json")
 	if len(id) != 36 {
 		return errNotFound
 	}

@@ -225,6 +225,9 @@ func TestReviewOpensOnChallenge(t *testing.T) {
 	if code != 200 || !strings.Contains(body, `"user_id":"rita"`) || !strings.Contains(body, `"ip":"203.0.113.7"`) || !strings.Contains(body, `"browser":"Chrome"`) {
 		t.Errorf("review: %d %s", code, body)
 	}
+	if code2, body2 := s.Do("GET", "/v1/reviews/"+r.ID+".json", a, ""); code2 != 200 || body2 != body {
+		t.Errorf("review with .json: %d %s", code2, body2)
+	}
 	if code, body := s.Do("GET", "/v1/reviews/"+r.ID, stacktest.Secret("app-b"), ""); code != 404 {
 		t.Errorf("app b read app a's review: %d %s", code, body)
 	}
