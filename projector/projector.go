@@ -69,6 +69,7 @@ type Worker struct {
 	conn driver.Conn
 	cl   *kgo.Client
 	log  *slog.Logger
+	lag  *metrics.LagTracker
 
 	rows     [][]any
 	received []int64 // received_at (epoch ms) of each row, for freshness
@@ -83,6 +84,9 @@ func New(cfg Config, conn driver.Conn, log *slog.Logger) (*Worker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	// Every decision is written in a scorer transaction.
+	lag := cfg.Metrics.ConsumerLag(schemas.GroupProjector, metrics.ReadCommitted(), metrics.TransactionalTopic())
+	forget := func(_ context.Context, _ *kgo.Client, ps map[string][]int32) { lag.Forget(ps) }
 	opts := append(append(kafka.ClientOpts(cfg.Kafka, log, "moat-projector"), kafka.GroupOpts()...),
 		kgo.ConsumerGroup(schemas.GroupProjector),
 		kgo.ConsumeTopics(schemas.TopicDecisions),
@@ -90,12 +94,14 @@ func New(cfg Config, conn driver.Conn, log *slog.Logger) (*Worker, error) {
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
+		kgo.OnPartitionsRevoked(forget),
+		kgo.OnPartitionsLost(forget),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return nil, fmt.Errorf("projector: create kafka client: %w", err)
 	}
-	return &Worker{cfg: cfg, conn: conn, cl: cl, log: log.With("role", "projector")}, nil
+	return &Worker{cfg: cfg, conn: conn, cl: cl, log: log.With("role", "projector"), lag: lag}, nil
 }
 
 // Run projects until ctx ends. On shutdown it flushes and commits what it
@@ -104,6 +110,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	defer func() {
 		w.cl.AllowRebalance() // leaving the group waits for a blocked rebalance
 		w.cl.Close()
+		w.lag.ForgetAll()
 	}()
 	for {
 		pollCtx, cancel := context.WithTimeout(ctx, w.untilFlush())
@@ -118,6 +125,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 		})
 		fetches.EachRecord(w.add)
+		w.lag.Observe(fetches)
 		if ctx.Err() != nil {
 			return w.drain()
 		}

@@ -67,6 +67,7 @@ type Worker struct {
 	log     *slog.Logger
 	sess    *kgo.GroupTransactSession
 	store   *stateStore
+	lag     *metrics.LagTracker
 }
 
 // New connects a worker to the brokers. Call Run to start it.
@@ -77,6 +78,7 @@ func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
 	w := &Worker{cfg: cfg, decider: decider, log: log.With("role", "scorer")}
 	w.store = newStateStore(cfg.Kafka, decider.NewState, w.log)
 	w.store.metrics = cfg.Metrics
+	w.lag = cfg.Metrics.ConsumerLag(schemas.GroupScorer, metrics.ReadCommitted())
 	sess, err := w.newSession()
 	if err != nil {
 		return nil, err
@@ -110,8 +112,14 @@ func (w *Worker) newSession() (*kgo.GroupTransactSession, error) {
 		})),
 		// A rebalance may hand our partitions to another worker: forget
 		// their users, the next owner restores them from the changelog.
-		kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) { w.store.dropOnNextPoll.Store(true) }),
-		kgo.OnPartitionsLost(func(context.Context, *kgo.Client, map[string][]int32) { w.store.dropOnNextPoll.Store(true) }),
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+			w.store.dropOnNextPoll.Store(true)
+			w.lag.Forget(ps)
+		}),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+			w.store.dropOnNextPoll.Store(true)
+			w.lag.Forget(ps)
+		}),
 	)
 	sess, err := kgo.NewGroupTransactSession(opts...)
 	if err != nil {
@@ -124,7 +132,7 @@ func (w *Worker) newSession() (*kgo.GroupTransactSession, error) {
 // An open transaction is aborted on shutdown; its events are decided again
 // by whichever worker owns their partition next.
 func (w *Worker) Run(ctx context.Context) error {
-	defer func() { w.sess.Close() }()
+	defer func() { w.sess.Close(); w.lag.ForgetAll() }()
 	for {
 		fetches := w.sess.PollRecords(ctx, w.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
@@ -143,6 +151,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		start := time.Now()
 		err := w.transact(ctx, fetches)
 		w.cfg.Metrics.Transaction(time.Since(start), err)
+		if err == nil {
+			w.lag.Observe(fetches)
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moat-dev/moat/internal/apps"
 	"github.com/moat-dev/moat/internal/endpoints"
+	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/schemas"
 	kafkago "github.com/segmentio/kafka-go"
 )
@@ -41,6 +42,7 @@ type Worker struct {
 	inflight sync.WaitGroup
 	running  atomic.Bool
 	stats    counters
+	metrics  *metrics.Metrics
 
 	// skipFinalCommit makes Run return without its final commits, as if
 	// the process had died (tests).
@@ -87,6 +89,11 @@ type Option func(*Worker)
 // with the same app and id; registry endpoints of apps that are not in the
 // apps file are ignored.
 func WithEndpoints(src EndpointSource) Option { return func(w *Worker) { w.src = src } }
+
+// WithMetrics exports each reader's lag (kafka-go Reader.Stats().Lag) as
+// moat_consumer_lag_records{group, topic, partition="all"}, updated every
+// CommitInterval.
+func WithMetrics(m *metrics.Metrics) Option { return func(w *Worker) { w.metrics = m } }
 
 // endpointSet is the endpoints in use: the apps file's and the registry's
 // at one version of the registry. It is never modified once stored.
@@ -277,6 +284,7 @@ func (w *Worker) Stats() Stats {
 // consumer is one reader: the incidents (tier 0) or a retry tier.
 type consumer struct {
 	topic  string
+	group  string
 	tier   time.Duration
 	reader *kafkago.Reader
 	track  *tracker
@@ -314,12 +322,14 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	consumers := []*consumer{{
 		topic:  schemas.TopicIncidents,
+		group:  schemas.GroupWebhooker,
 		reader: w.newReader(schemas.TopicIncidents, schemas.GroupWebhooker),
 		track:  newTracker(w.cfg.MaxPending),
 	}}
 	for _, t := range w.cfg.tiers() {
 		consumers = append(consumers, &consumer{
 			topic:  schemas.TopicWebhookRetry(t),
+			group:  schemas.GroupWebhookerRetryTier(t),
 			tier:   t,
 			reader: w.newReader(schemas.TopicWebhookRetry(t), schemas.GroupWebhookerRetryTier(t)),
 			track:  newTracker(w.cfg.MaxPending),
@@ -370,6 +380,9 @@ func (w *Worker) Run(ctx context.Context) error {
 		})
 	}
 	closers.Wait()
+	for _, c := range consumers {
+		w.metrics.ConsumerLag(c.group).ForgetAll()
+	}
 	if err := w.writer.Close(); err != nil {
 		w.log.Warn("close writer", "err", err)
 	}
@@ -477,6 +490,7 @@ func (w *Worker) commitLoop(stop <-chan struct{}, consumers []*consumer) {
 			return
 		case <-t.C:
 			w.commitAll(consumers)
+			w.reportLag(consumers)
 		}
 	}
 }
@@ -525,5 +539,18 @@ func sleep(ctx context.Context, d time.Duration) bool {
 		return true
 	case <-ctx.Done():
 		return false
+	}
+}
+
+// reportLag sets each reader's lag. kafka-go reports one figure per group
+// reader (the lag after the last batch it fetched, of whichever partition
+// that was), so partition is "all". Nothing else reads the readers' Stats
+// (which reset their counters).
+func (w *Worker) reportLag(consumers []*consumer) {
+	if w.metrics == nil {
+		return
+	}
+	for _, c := range consumers {
+		w.metrics.ConsumerLag(c.group).SetAll(c.topic, c.reader.Stats().Lag)
 	}
 }

@@ -340,6 +340,7 @@ func registeredFamilies(t *testing.T) map[string]map[string]bool {
 	m.DeadLettered()
 	m.Inserted(1, time.Millisecond, []int64{time.Now().UnixMilli()})
 	m.InsertFailed()
+	m.ConsumerLag("moat-scorer", metrics.ReadCommitted()).Set("moat.events.v1", 0, 1)
 	m.WatchWebhooks(func() metrics.WebhookStats { return metrics.WebhookStats{Delivered: 1} })
 	g, ok := m.Registerer().(prometheus.Gatherer)
 	if !ok {

@@ -120,7 +120,7 @@ func newWebhooker(kcfg kafka.Config, reg *apps.Registry, src webhooker.EndpointS
 	if conn != nil {
 		dl = webhooker.NewClickHouseLog(conn, database)
 	}
-	var opts []webhooker.Option
+	opts := []webhooker.Option{webhooker.WithMetrics(m)} // consumer lag
 	if src != nil {
 		opts = append(opts, webhooker.WithEndpoints(src))
 	}

@@ -36,6 +36,8 @@ type Metrics struct {
 	insertDuration prometheus.Histogram
 	insertFailures prometheus.Counter
 	freshness      prometheus.Histogram
+
+	lag *prometheus.GaugeVec
 }
 
 var latencyBuckets = []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
@@ -85,6 +87,10 @@ func New() *Metrics {
 	m.freshness = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "moat_projector_freshness_seconds",
 		Help: "End-to-end freshness: from ingest's received_at to the row being written to ClickHouse.", Buckets: latencyBuckets})
 	f(m.freshness)
+	m.lag = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "moat_consumer_lag_records",
+		Help: "Records (offsets) between a consumer's position and the partition's end (last stable offset for read-committed consumers), as of its last fetch."},
+		[]string{"group", "topic", "partition"})
+	f(m.lag)
 	return m
 }
 
