@@ -4,11 +4,18 @@
 # DURATION, and writes each report to docs/bench/<rate>.md (the figures
 # quoted in docs/performance.md). Everything runs on this machine.
 #   RATES="1000 3000 5000" DURATION=60s scripts/bench.sh
+# PATHS sets the mix of calls (moat load --paths; default track=80,log=20),
+# PREFIX the report names (docs/bench/<PREFIX><rate>.md) and LOAD_ARGS more
+# flags of moat load, e.g. for /v1/risk alone:
+#   PATHS=risk=100 PREFIX=risk- RATES=500 LOAD_ARGS="--target-p99-latency 25ms" scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATES="${RATES:-1000 3000 5000}"
 DURATION="${DURATION:-60s}"
 OUT="${OUT:-docs/bench}"
+PATHS="${PATHS:-}"
+PREFIX="${PREFIX:-}"
+LOAD_ARGS="${LOAD_ARGS:-}"
 mkdir -p bin "$OUT"
 go build -o bin/moat ./cmd/moat
 dir="$(mktemp -d)"
@@ -27,9 +34,11 @@ done
 CHPID=$(pgrep -f "$dir/data/clickhouse/config.xml" | head -1)
 status=0
 for rate in $RATES; do
-	echo "== $rate events/s for $DURATION" >&2
+	echo "== $rate requests/s for $DURATION${PATHS:+ ($PATHS)}" >&2
+	# shellcheck disable=SC2086 # LOAD_ARGS is a list of flags
 	bin/moat load --url "http://127.0.0.1:$HTTP" --secret "$SECRET" --rate "$rate" --duration "$DURATION" \
-		--clickhouse-addr "127.0.0.1:$CH" --pids "moat=$MOAT,clickhouse=$CHPID" --markdown "$OUT/$rate.md" >/dev/null || status=1
-	grep -E 'Achieved|Ingest latency|End-to-end lag|Lost|Result' "$OUT/$rate.md" >&2
+		${PATHS:+--paths "$PATHS"} $LOAD_ARGS \
+		--clickhouse-addr "127.0.0.1:$CH" --pids "moat=$MOAT,clickhouse=$CHPID" --markdown "$OUT/$PREFIX$rate.md" >/dev/null || status=1
+	grep -E 'Achieved|Ingest latency|End-to-end lag|Lost|Result|^\| (POST|GET) ' "$OUT/$PREFIX$rate.md" >&2
 done
 exit $status

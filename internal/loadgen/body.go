@@ -24,7 +24,16 @@ const (
 	PathTrack    = "/v1/track"
 	PathLog      = "/v1/log"
 	PathIdentify = "/v1/identify"
+	PathRisk     = "/v1/risk"
+	PathFilter   = "/v1/filter"
+	// PathDevices stands for GET /v1/users/{id}/devices of a simulated
+	// user; it is a read, not an event (no body, not looked for in
+	// ClickHouse).
+	PathDevices = "/v1/users/{id}/devices"
 )
+
+// isRead reports a path that is a GET without an event behind it.
+func isRead(path string) bool { return path == PathDevices }
 
 // userAgents are real browser, app and SDK user agents of the kind Castle
 // sees in context.headers.
@@ -95,6 +104,22 @@ var trackEvents = []event{
 	{"$transaction", "$succeeded", "", 5},
 }
 
+// riskEvents are the calls an app makes to /v1/risk after a login or
+// registration: the outcome is known.
+var riskEvents = []event{
+	{"$login", "$succeeded", "", 70},
+	{"$login", "$failed", "", 15},
+	{"$registration", "$succeeded", "", 10},
+	{"$password_reset_request", "$succeeded", "", 5},
+}
+
+// filterEvents are the calls to /v1/filter before the outcome is known.
+var filterEvents = []event{
+	{"$login", "$attempted", "", 60},
+	{"$registration", "$attempted", "", 30},
+	{"$password_reset_request", "$attempted", "", 10},
+}
+
 var logEvents = []event{
 	{"$login", "$failed", "", 55},
 	{"$registration", "$failed", "", 10},
@@ -120,12 +145,14 @@ type user struct {
 // bodyGen writes Castle API bodies. It is read-only after newBodyGen and safe
 // for concurrent use; randomness comes from the caller's *rand.Rand.
 type bodyGen struct {
-	run   string
-	users []user
-	track []event
-	log   []event
-	// trackSum and logSum are the weight totals.
-	trackSum, logSum int
+	run    string
+	users  []user
+	track  []event
+	log    []event
+	risk   []event
+	filter []event
+	// trackSum, logSum, riskSum and filterSum are the weight totals.
+	trackSum, logSum, riskSum, filterSum int
 }
 
 // newBodyGen builds n users (at least 1) deterministically from seed.
@@ -134,12 +161,18 @@ func newBodyGen(run string, n int, seed uint64) *bodyGen {
 		n = 1
 	}
 	r := rand.New(rand.NewPCG(seed, 0x6d6f6174))
-	g := &bodyGen{run: run, users: make([]user, n), track: trackEvents, log: logEvents}
+	g := &bodyGen{run: run, users: make([]user, n), track: trackEvents, log: logEvents, risk: riskEvents, filter: filterEvents}
 	for _, e := range trackEvents {
 		g.trackSum += e.weight
 	}
 	for _, e := range logEvents {
 		g.logSum += e.weight
+	}
+	for _, e := range riskEvents {
+		g.riskSum += e.weight
+	}
+	for _, e := range filterEvents {
+		g.filterSum += e.weight
 	}
 	hosts := []string{"app.example.com", "www.example.com", "api.example.com"}
 	for i := range g.users {
@@ -224,6 +257,15 @@ func pick(evs []event, sum int, r *rand.Rand) event {
 	return evs[len(evs)-1]
 }
 
+// appendDevicesPath appends the path of GET /v1/users/{id}/devices of a
+// random simulated user to dst.
+func (g *bodyGen) appendDevicesPath(dst []byte, r *rand.Rand) []byte {
+	u := &g.users[r.IntN(len(g.users))]
+	dst = append(dst, "/v1/users/"...)
+	dst = append(dst, u.id...) // lg-u-NNNNNNN: no escaping needed
+	return append(dst, "/devices"...)
+}
+
 // appendBody appends the body of one call to path for sequence number seq,
 // sent at now, to dst. Every string written is either generated here from a
 // safe alphabet or JSON-escaped (appendStr), so the result is valid JSON.
@@ -232,6 +274,10 @@ func (g *bodyGen) appendBody(dst []byte, path string, seq uint64, now time.Time,
 	d := &u.devices[r.IntN(len(u.devices))]
 	lib := libraries[d.lib]
 	nowMs := now.UnixMilli()
+	// risk and filter only exist in the modern SDKs: always type/status/
+	// user, a request token and a context.
+	scored := path == PathRisk || path == PathFilter
+	legacy := lib.legacy && !scored
 
 	var ev event
 	switch path {
@@ -240,6 +286,10 @@ func (g *bodyGen) appendBody(dst []byte, path string, seq uint64, now time.Time,
 		if ev.typ == "$challenge" {
 			ev.status = challengeSts[r.IntN(len(challengeSts))]
 		}
+	case PathRisk:
+		ev = pick(g.risk, g.riskSum, r)
+	case PathFilter:
+		ev = pick(g.filter, g.filterSum, r)
 	case PathIdentify:
 	default:
 		ev = pick(g.track, g.trackSum, r)
@@ -263,7 +313,7 @@ func (g *bodyGen) appendBody(dst []byte, path string, seq uint64, now time.Time,
 		dst = append(dst, `,"plan":`...)
 		dst = appendStr(dst, u.plan)
 		dst = append(dst, '}')
-	case lib.legacy:
+	case legacy:
 		dst = append(dst, `"event":`...)
 		switch {
 		case ev.typ == "$custom":
@@ -340,7 +390,7 @@ func (g *bodyGen) appendBody(dst []byte, path string, seq uint64, now time.Time,
 	// context, as the server-side SDKs build it from the end user's request.
 	dst = append(dst, `,"context":{"ip":`...)
 	dst = appendStr(dst, d.ip)
-	if lib.legacy || r.IntN(4) == 0 {
+	if legacy || r.IntN(4) == 0 {
 		dst = append(dst, `,"client_id":`...)
 		dst = appendStr(dst, d.clientID)
 	}
@@ -360,14 +410,14 @@ func (g *bodyGen) appendBody(dst []byte, path string, seq uint64, now time.Time,
 	dst = append(dst, `,"version":`...)
 	dst = appendStr(dst, lib.version)
 	dst = append(dst, '}')
-	if lib.legacy {
+	if legacy {
 		dst = append(dst, `,"active":true,"user_agent":`...)
 		dst = appendStr(dst, d.ua)
 	}
 	dst = append(dst, '}')
 
 	ts := now.UTC()
-	if lib.legacy {
+	if legacy {
 		dst = append(dst, `,"timestamp":"`...)
 	} else {
 		dst = append(dst, `,"created_at":"`...)

@@ -15,7 +15,8 @@ import (
 
 // conn sends requests one at a time; each worker owns one.
 type conn interface {
-	// do POSTs body to path and returns the HTTP status.
+	// do POSTs body to path, or GETs path when body is nil, and returns
+	// the HTTP status.
 	do(path string, body []byte) (int, error)
 	close()
 }
@@ -75,7 +76,13 @@ func (c *stdConn) do(path string, body []byte) (int, error) {
 		u = c.base + path
 		c.urls[path] = u
 	}
-	req, err := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	var req *http.Request
+	var err error
+	if body == nil {
+		req, err = http.NewRequest(http.MethodGet, u, nil)
+	} else {
+		req, err = http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	}
 	if err != nil {
 		return 0, err
 	}
@@ -137,16 +144,24 @@ func (c *rawConn) do(path string, body []byte) (int, error) {
 		c.close()
 	}
 	w := c.wbuf[:0]
-	w = append(w, "POST "...)
+	if body == nil {
+		w = append(w, "GET "...)
+	} else {
+		w = append(w, "POST "...)
+	}
 	w = append(w, path...)
 	w = append(w, " HTTP/1.1\r\nHost: "...)
 	w = append(w, c.host...)
 	w = append(w, "\r\nAuthorization: "...)
 	w = append(w, c.auth...)
-	w = append(w, "\r\nContent-Type: application/json\r\nUser-Agent: moat-loadgen\r\nContent-Length: "...)
-	w = strconv.AppendInt(w, int64(len(body)), 10)
-	w = append(w, "\r\n\r\n"...)
-	w = append(w, body...)
+	if body == nil {
+		w = append(w, "\r\nUser-Agent: moat-loadgen\r\n\r\n"...)
+	} else {
+		w = append(w, "\r\nContent-Type: application/json\r\nUser-Agent: moat-loadgen\r\nContent-Length: "...)
+		w = strconv.AppendInt(w, int64(len(body)), 10)
+		w = append(w, "\r\n\r\n"...)
+		w = append(w, body...)
+	}
 	c.wbuf = w
 
 	for attempt := 0; ; attempt++ {

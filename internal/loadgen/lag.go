@@ -74,7 +74,8 @@ func newLagPoller(ctx context.Context, r *run) (*lagPoller, error) {
 
 func (p *lagPoller) close() { p.conn.Close() }
 
-// advance moves lo past the sequence numbers that need no more looking for.
+// advance moves lo past the sequence numbers that need no more looking for:
+// seen, finished without 2xx, or reads (GET) that store no event.
 // It returns whether every request is finished and every accepted one seen.
 func (p *lagPoller) advance() bool {
 	r := p.r
@@ -84,7 +85,7 @@ func (p *lagPoller) advance() bool {
 			continue
 		}
 		st := r.status[p.lo].Load()
-		if st != 0 && !is2xx(st) {
+		if st != 0 && !is2xx(st) || r.isRead(p.lo) { // GETs store no event
 			p.lo++
 			continue
 		}
@@ -182,7 +183,7 @@ func (p *lagPoller) poll(ctx context.Context) error {
 		if s := r.sentAt[h.seq].Load(); s != 0 {
 			fresh = append(fresh, time.Duration(nowMs-s/1e6)*time.Millisecond)
 		}
-		if is2xx(r.status[h.seq].Load()) {
+		if is2xx(r.status[h.seq].Load()) && !r.isRead(int(h.seq)) {
 			r.visible.Add(1)
 		}
 	}
@@ -275,7 +276,7 @@ func (p *lagPoller) verify(ctx context.Context, rep *Report) error {
 	rep.Unexpected = foreign
 	for seq := 0; seq < r.n; seq++ {
 		c := int64(counts[seq])
-		if is2xx(r.status[seq].Load()) {
+		if is2xx(r.status[seq].Load()) && !r.isRead(seq) {
 			switch {
 			case c == 0:
 				rep.Lost++

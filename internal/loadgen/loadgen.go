@@ -32,7 +32,7 @@ import (
 
 // PathWeight is one endpoint and its share of the traffic.
 type PathWeight struct {
-	Path   string // "/v1/track", "/v1/log" or "/v1/identify"
+	Path   string // "/v1/track", "/v1/log", "/v1/identify", "/v1/risk", "/v1/filter" or PathDevices
 	Weight int
 }
 
@@ -159,9 +159,9 @@ func (c *Config) setDefaults() error {
 	}
 	for _, p := range c.Paths {
 		switch strings.TrimSuffix(p.Path, ".json") {
-		case PathTrack, PathLog, PathIdentify:
+		case PathTrack, PathLog, PathIdentify, PathRisk, PathFilter, PathDevices:
 		default:
-			return fmt.Errorf("loadgen: unknown path %q (want %s, %s or %s)", p.Path, PathTrack, PathLog, PathIdentify)
+			return fmt.Errorf("loadgen: unknown path %q (want %s, %s, %s, %s, %s or devices)", p.Path, PathTrack, PathLog, PathIdentify, PathRisk, PathFilter)
 		}
 		if p.Weight < 0 {
 			return fmt.Errorf("loadgen: negative weight for %s", p.Path)
@@ -224,7 +224,9 @@ func totalWeight(ps []PathWeight) int {
 	return n
 }
 
-// ParsePaths parses "track=80,log=20" (names or paths) into weights.
+// ParsePaths parses "track=80,log=20" (names or paths) into weights. The
+// names are track, log, identify, risk, filter (POSTs of events) and
+// devices (GET /v1/users/{id}/devices of a simulated user).
 func ParsePaths(s string) ([]PathWeight, error) {
 	var out []PathWeight
 	for _, part := range strings.Split(s, ",") {
@@ -241,6 +243,9 @@ func ParsePaths(s string) ([]PathWeight, error) {
 			}
 		}
 		name = strings.TrimSpace(name)
+		if name == "devices" {
+			name = PathDevices
+		}
 		if !strings.HasPrefix(name, "/") {
 			name = "/v1/" + name
 		}
@@ -275,12 +280,14 @@ type run struct {
 	n     int
 	start time.Time
 	gen   *bodyGen
-	paths []string // weighted: one entry per unit of weight, reduced
+	paths []int  // weighted indexes into cfg.Paths: one entry per unit of weight, reduced
+	reads []bool // by index into cfg.Paths: a GET, not an event
 	urls  map[string]string
 
 	sentAt  []atomic.Int64  // unix ns of the write; 0 = not sent yet
 	latency []atomic.Int64  // ns, valid once status is set
 	status  []atomic.Uint32 // 0 = pending, HTTP status, or statusTransportErr
+	pathOf  []atomic.Uint32 // index into cfg.Paths + 1; 0 = not sent yet
 
 	sent, finished, accepted, failed atomic.Int64
 	visible                          atomic.Int64
@@ -324,6 +331,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		sentAt:  make([]atomic.Int64, n),
 		latency: make([]atomic.Int64, n),
 		status:  make([]atomic.Uint32, n),
+		pathOf:  make([]atomic.Uint32, n),
 		errs:    map[string]int{},
 		urls:    map[string]string{},
 	}
@@ -331,7 +339,16 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	for _, p := range cfg.Paths {
 		r.urls[p.Path] = base + p.Path
 	}
-	r.paths = weightedPaths(cfg.Paths)
+	index := map[string]int{}
+	for i, p := range cfg.Paths {
+		if _, ok := index[p.Path]; !ok {
+			index[p.Path] = i
+		}
+		r.reads = append(r.reads, isRead(p.Path))
+	}
+	for _, p := range weightedPaths(cfg.Paths) {
+		r.paths = append(r.paths, index[p])
+	}
 
 	rep := Report{
 		RunID: cfg.RunID, Command: cfg.Command, Client: cfg.Client,
@@ -403,6 +420,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	r.fillHTTP(&rep)
 	fmt.Fprintf(progress, "loadgen: sending done in %s: sent %d, accepted %d, failed %d\n",
 		rep.SendElapsed.Round(time.Millisecond), rep.Sent, rep.Accepted, rep.Sent-rep.Accepted)
+	for _, p := range rep.PerPath {
+		fmt.Fprintf(progress, "loadgen:   %-24s %6.0f req/s, sent %d, 2xx %d, latency %s, errors %s\n",
+			p.Path, p.Rate, p.Sent, p.Accepted, p.Latency, p.errorsString())
+	}
 	if r.overran.Load() {
 		fmt.Fprintf(progress, "loadgen: %d of %d requests not sent: the schedule fell more than %s behind\n",
 			int64(n)-rep.Sent, n, cfg.Overrun)
@@ -422,7 +443,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	case <-poller.allSeen:
 	case <-dctx.Done():
 		fmt.Fprintf(progress, "loadgen: drain timeout after %s: %d of %d accepted events visible\n",
-			cfg.DrainTimeout, r.visible.Load(), rep.Accepted)
+			cfg.DrainTimeout, r.visible.Load(), rep.AcceptedEvents)
 	case <-pollDone:
 	}
 	dcancel()
@@ -438,8 +459,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	if err := poller.verify(ctx, &rep); err != nil {
 		return rep, err
 	}
-	fmt.Fprintf(progress, "loadgen: verified in ClickHouse: %d accepted, %d rows of the run (FINAL), %d lost, %d duplicated, %d unexpected\n",
-		rep.Accepted, rep.StoredRows, rep.Lost, rep.Duplicated, rep.Unexpected)
+	fmt.Fprintf(progress, "loadgen: verified in ClickHouse: %d accepted events, %d rows of the run (FINAL), %d lost, %d duplicated, %d unexpected\n",
+		rep.AcceptedEvents, rep.StoredRows, rep.Lost, rep.Duplicated, rep.Unexpected)
 	if rep.Lost > 0 || rep.Duplicated > 0 {
 		return rep, fmt.Errorf("%w: %d lost, %d duplicated", ErrIntegrity, rep.Lost, rep.Duplicated)
 	}
@@ -514,6 +535,7 @@ func (r *run) pace(ctx context.Context, jobs chan<- int) {
 func (r *run) worker(ctx context.Context, c conn, jobs <-chan int, rnd *mrand.Rand) {
 	defer c.close()
 	buf := make([]byte, 0, 4096)
+	pbuf := make([]byte, 0, 64)
 	for seq := range jobs {
 		if ctx.Err() != nil {
 			r.status[seq].Store(statusTransportErr)
@@ -521,13 +543,23 @@ func (r *run) worker(ctx context.Context, c conn, jobs <-chan int, rnd *mrand.Ra
 			r.failed.Add(1)
 			continue
 		}
-		path := r.paths[rnd.IntN(len(r.paths))]
+		idx := r.paths[rnd.IntN(len(r.paths))]
+		path := r.cfg.Paths[idx].Path
+		var body []byte
+		if r.reads[idx] {
+			pbuf = r.gen.appendDevicesPath(pbuf[:0], rnd)
+			path = string(pbuf)
+		}
 		now := time.Now()
-		buf = r.gen.appendBody(buf[:0], strings.TrimSuffix(path, ".json"), uint64(seq), now, rnd)
+		if !r.reads[idx] {
+			buf = r.gen.appendBody(buf[:0], strings.TrimSuffix(path, ".json"), uint64(seq), now, rnd)
+			body = buf
+		}
+		r.pathOf[seq].Store(uint32(idx) + 1)
 		r.sentAt[seq].Store(now.UnixNano())
 		r.lastSend.Store(now.UnixNano())
 		r.sent.Add(1)
-		status, err := c.do(path, buf)
+		status, err := c.do(path, body)
 		lat := time.Since(now)
 		r.latency[seq].Store(int64(lat))
 		if err != nil {
@@ -545,6 +577,12 @@ func (r *run) worker(ctx context.Context, c conn, jobs <-chan int, rnd *mrand.Ra
 }
 
 func is2xx(st uint32) bool { return st >= 200 && st < 300 }
+
+// isRead reports that seq was sent as a GET (no event to look for).
+func (r *run) isRead(seq int) bool {
+	i := r.pathOf[seq].Load()
+	return i != 0 && r.reads[i-1]
+}
 
 // progressLoop prints a line every ProgressEvery until stop is closed.
 func (r *run) progressLoop(w io.Writer, watcher *procWatcher, p *lagPoller, stop <-chan struct{}) {
@@ -609,6 +647,11 @@ func (r *run) progressLoop(w io.Writer, watcher *procWatcher, p *lagPoller, stop
 func (r *run) fillHTTP(rep *Report) {
 	rep.StatusCounts = map[int]int64{}
 	var lats, corrected, sched []time.Duration
+	per := make([]PathStats, len(r.cfg.Paths))
+	perLats := make([][]time.Duration, len(r.cfg.Paths))
+	for i, p := range r.cfg.Paths {
+		per[i] = PathStats{Path: p.Path, StatusCounts: map[int]int64{}}
+	}
 	var first, last int64
 	interval := float64(time.Second) / float64(r.cfg.Rate)
 	for seq := 0; seq < r.n; seq++ {
@@ -624,16 +667,33 @@ func (r *run) fillHTTP(rep *Report) {
 		intended := r.start.UnixNano() + int64(float64(seq)*interval)
 		sched = append(sched, time.Duration(max(0, at-intended)))
 		st := r.status[seq].Load()
+		var ps *PathStats
+		pi := int(r.pathOf[seq].Load()) - 1
+		if pi >= 0 && pi < len(per) {
+			ps = &per[pi]
+		} else {
+			ps = &PathStats{StatusCounts: map[int]int64{}} // not reached: pathOf is set before sentAt
+		}
+		ps.Sent++
 		switch {
 		case st == statusTransportErr || st == 0:
 			rep.TransportErrors++
+			ps.TransportErrors++
 		default:
 			rep.StatusCounts[int(st)]++
+			ps.StatusCounts[int(st)]++
 		}
 		if is2xx(st) {
 			rep.Accepted++
+			ps.Accepted++
+			if !r.isRead(seq) {
+				rep.AcceptedEvents++
+			}
 			lat := time.Duration(r.latency[seq].Load())
 			lats = append(lats, lat)
+			if pi >= 0 && pi < len(per) {
+				perLats[pi] = append(perLats[pi], lat)
+			}
 			corrected = append(corrected, lat+time.Duration(max(0, at-intended)))
 		}
 	}
@@ -646,7 +706,14 @@ func (r *run) fillHTTP(rep *Report) {
 		span := time.Duration(last-first) + time.Duration(interval)
 		rep.AchievedRate = float64(rep.Sent) / span.Seconds()
 		rep.AcceptedRate = float64(rep.Accepted) / span.Seconds()
+		for i := range per {
+			per[i].Rate = float64(per[i].Sent) / span.Seconds()
+		}
 	}
+	for i := range per {
+		per[i].Latency = Summarize(perLats[i])
+	}
+	rep.PerPath = per
 	r.errMu.Lock()
 	for _, e := range r.errList {
 		rep.ErrorSamples = append(rep.ErrorSamples, fmt.Sprintf("%dx %s", r.errs[e], e))

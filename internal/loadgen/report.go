@@ -23,6 +23,11 @@ type Report struct {
 
 	// Sent is the number of requests written; Accepted those answered 2xx.
 	Sent, Accepted int64
+	// AcceptedEvents counts the accepted requests that carry an event (all
+	// but the GETs): those looked for in ClickHouse.
+	AcceptedEvents int64
+	// PerPath breaks the requests down by Paths entry.
+	PerPath []PathStats
 	// StatusCounts counts HTTP answers by status.
 	StatusCounts map[int]int64
 	// TransportErrors counts requests without an HTTP answer (refused,
@@ -84,6 +89,69 @@ type Report struct {
 
 	// Targets are the goals checked by Failures (zero fields unchecked).
 	Targets Targets
+}
+
+// PathStats are the HTTP figures of one Paths entry.
+type PathStats struct {
+	Path string
+	// Sent requests; Accepted those answered 2xx.
+	Sent, Accepted int64
+	// Rate is requests sent per second over the run's span of send times.
+	Rate float64
+	// Latency of the accepted requests.
+	Latency         Percentiles
+	StatusCounts    map[int]int64
+	TransportErrors int64
+}
+
+// errorsString renders the answers that were not 2xx, by status, and the
+// transport errors; "none" when there were none.
+func (p PathStats) errorsString() string {
+	var parts []string
+	codes := make([]int, 0, len(p.StatusCounts))
+	for c := range p.StatusCounts {
+		codes = append(codes, c)
+	}
+	slices.Sort(codes)
+	for _, c := range codes {
+		if c < 200 || c >= 300 {
+			parts = append(parts, fmt.Sprintf("%d: %d", c, p.StatusCounts[c]))
+		}
+	}
+	if p.TransportErrors > 0 {
+		parts = append(parts, fmt.Sprintf("transport: %d", p.TransportErrors))
+	}
+	if len(parts) == 0 {
+		return "none"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// PerPathMarkdown renders PerPath as a Markdown table: requests/s, latency
+// percentiles of accepted requests and errors by status, one row a path.
+func (r Report) PerPathMarkdown() string {
+	if len(r.PerPath) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("| Path | Requests/s | Sent / 2xx | p50 | p95 | p99 | max | Errors by status |\n|---|---|---|---|---|---|---|---|\n")
+	for _, p := range r.PerPath {
+		name := p.Path
+		if isRead(name) {
+			name = "GET " + name
+		} else {
+			name = "POST " + name
+		}
+		lat := func(d time.Duration) string {
+			if p.Latency.N == 0 {
+				return "-"
+			}
+			return fmtDur(d)
+		}
+		fmt.Fprintf(&b, "| %s | %.0f | %d / %d | %s | %s | %s | %s | %s |\n", name, p.Rate, p.Sent, p.Accepted,
+			lat(p.Latency.P50), lat(p.Latency.P95), lat(p.Latency.P99), lat(p.Latency.Max), p.errorsString())
+	}
+	return b.String()
 }
 
 // Targets are pass/fail goals for a run.
@@ -176,7 +244,7 @@ func (r Report) Markdown() string {
 		row("End-to-end lag (send → visible in ClickHouse)", fmt.Sprintf("%s (resolution: %s poll interval + %s avg poll query, %d polls)",
 			r.Lag, r.PollInterval, fmtDur(r.PollQueryAvg), r.Polls))
 		row("Pipeline lag (received_at_ms → visible)", r.PipelineLag.String())
-		row("Visible after sending", fmt.Sprintf("%d of %d accepted, drain %s", r.Visible, r.Accepted, r.DrainElapsed.Round(time.Millisecond)))
+		row("Visible after sending", fmt.Sprintf("%d of %d accepted events, drain %s", r.Visible, r.AcceptedEvents, r.DrainElapsed.Round(time.Millisecond)))
 		if r.Verified {
 			v := fmt.Sprintf("%d lost / %d duplicated (FINAL: %d rows of the run; %d rows of unacknowledged requests)",
 				r.Lost, r.Duplicated, r.StoredRows, r.Unexpected)
@@ -227,6 +295,10 @@ func (r Report) Markdown() string {
 		row("Result", "FAIL: "+strings.Join(f, "; "))
 	} else {
 		row("Result", "PASS")
+	}
+	if pp := r.PerPathMarkdown(); pp != "" {
+		b.WriteString("\nPer path (latency of 2xx answers, from the write of the request to the end of the answer):\n\n")
+		b.WriteString(pp)
 	}
 	return b.String()
 }
