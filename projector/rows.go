@@ -29,6 +29,7 @@ var eventColumns = []string{
 	"target_device_token", "impersonated",
 	"session_uuids", "session_ids", "session_device_tokens", "session_statuses", "session_reasons",
 	"session_started_ms", "session_last_activity_ms", "session_ended_ms",
+	"list_ids", "list_item_ids", "list_fields",
 }
 
 // insertEvents is the INSERT statement for a batch of event rows.
@@ -96,6 +97,10 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 	if signals == nil {
 		signals = []string{}
 	}
+	listIDs, listItemIDs, listFields := make([]string, len(d.Lists)), make([]string, len(d.Lists)), make([]string, len(d.Lists))
+	for i, m := range d.Lists {
+		listIDs[i], listItemIDs[i], listFields[i] = m.ListID, m.ItemID, m.Field
+	}
 	return []any{
 		ev.AppID, id, string(ev.Kind), ev.Type, ev.Status, ev.Name, ev.LegacyEvent,
 		ev.User.ID, ev.User.Email, string(ev.User.Traits),
@@ -110,6 +115,7 @@ func eventRow(d *schemas.Decision, partition int32, offset int64) ([]any, error)
 		ip.CountryCode, ip.City, ip.ASN, ip.ISP, boolByte(ip.Datacenter), email.Domain, boolByte(email.Disposable), boolByte(d.Trusted),
 		target, boolByte(d.Impersonated),
 		sc.uuids, sc.ids, sc.devices, sc.statuses, sc.reasons, sc.started, sc.last, sc.ended,
+		listIDs, listItemIDs, listFields,
 	}, nil
 }
 

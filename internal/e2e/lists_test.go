@@ -101,6 +101,10 @@ func TestListPoliciesThroughRisk(t *testing.T) {
 	if len(dec.Lists) != 2 || dec.Lists[0] != want[0] || dec.Lists[1] != want[1] || dec.Action != "deny" {
 		t.Errorf("decision lists %+v action %s, want %+v", dec.Lists, dec.Action, want)
 	}
+	// And so does its row in ClickHouse.
+	q := fmt.Sprintf("SELECT count() FROM events FINAL WHERE app_id = 'app-b' AND request_token = '%s' AND list_ids = ['%s', '%s'] AND list_item_ids = ['%s', '%s'] AND list_fields = ['%s', '%s']",
+		denied, blocked, trusted, item, trustedItem, schemas.ListFieldIPValue, schemas.ListFieldDeviceFingerprint)
+	s.WaitCount(20*time.Second, 1, q)
 }
 
 // decisionOf reads the decision of the call with request token token from
