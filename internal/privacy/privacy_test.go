@@ -240,7 +240,7 @@ func TestSyncFailsWithoutFollowing(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer idle.cl.Close()
+	defer idle.f.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
 	if err := idle.Sync(ctx); err == nil {

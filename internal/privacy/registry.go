@@ -3,7 +3,6 @@ package privacy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/schemas"
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -23,8 +21,7 @@ import (
 type Registry struct {
 	h   *Hasher
 	log *slog.Logger
-	cl  *kgo.Client
-	adm *kadm.Client
+	f   *kafka.Follower
 
 	mu sync.RWMutex
 	// deleted maps a registry key to its latest deletion (epoch ms).
@@ -32,14 +29,8 @@ type Registry struct {
 	// apps counts the keys per app, so that an app without deletions
 	// costs no hashing.
 	apps map[string]int
-	// pos is the next offset to read per partition: every record below it
-	// (transaction markers included) has been applied.
-	pos map[int32]int64
-	// advanced is closed and replaced whenever pos moves.
-	advanced chan struct{}
 
-	bad     atomic.Int64
-	running atomic.Bool
+	bad atomic.Int64
 }
 
 // NewRegistry connects a follower of the registry topic. Call Run to start
@@ -48,25 +39,13 @@ func NewRegistry(cfg kafka.Config, h *Hasher, log *slog.Logger) (*Registry, erro
 	if h == nil {
 		return nil, errors.New("privacy: registry needs a hasher")
 	}
-	log = log.With("component", "privacy-registry")
-	cl, err := kgo.NewClient(append(kafka.ClientOpts(cfg, log, "moat-privacy-registry"),
-		kgo.ConsumeTopics(schemas.TopicPrivacy),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		// Transaction markers come through as control records, so the read
-		// position reaches the topic's last stable offsets.
-		kgo.KeepControlRecords(),
-		kgo.FetchMaxWait(100*time.Millisecond),
-		kgo.MetadataMinAge(time.Second),
-	)...)
+	r := &Registry{h: h, log: log.With("component", "privacy-registry"), deleted: map[string]int64{}, apps: map[string]int{}}
+	f, err := kafka.NewFollower(cfg, schemas.TopicPrivacy, "privacy", r.apply, r.log)
 	if err != nil {
-		return nil, fmt.Errorf("privacy: create registry consumer: %w", err)
+		return nil, err
 	}
-	return &Registry{
-		h: h, log: log, cl: cl, adm: kadm.NewClient(cl),
-		deleted: map[string]int64{}, apps: map[string]int{},
-		pos: map[int32]int64{}, advanced: make(chan struct{}),
-	}, nil
+	r.f = f
+	return r, nil
 }
 
 // Hasher is the registry's hasher.
@@ -74,50 +53,24 @@ func (r *Registry) Hasher() *Hasher { return r.h }
 
 // Run applies records until ctx ends, then closes the client and returns
 // nil. It may be called once.
-func (r *Registry) Run(ctx context.Context) error {
-	if !r.running.CompareAndSwap(false, true) {
-		return errors.New("privacy: Run called twice")
+func (r *Registry) Run(ctx context.Context) error { return r.f.Run(ctx) }
+
+// apply applies one registry record.
+func (r *Registry) apply(rec *kgo.Record) {
+	if len(rec.Value) == 0 {
+		// The registry is never tombstoned; an empty value is ignored
+		// rather than un-forgetting anyone.
+		return
 	}
-	defer r.cl.Close()
-	for {
-		fs := r.cl.PollFetches(ctx)
-		if fs.IsClientClosed() || ctx.Err() != nil {
-			return nil
-		}
-		fs.EachError(func(t string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) {
-				r.log.Warn("privacy registry fetch failed", "topic", t, "partition", p, "err", err)
-			}
-		})
-		if fs.NumRecords() == 0 {
-			continue
-		}
-		moved := map[int32]int64{}
-		r.mu.Lock()
-		fs.EachRecord(func(rec *kgo.Record) {
-			moved[rec.Partition] = rec.Offset + 1
-			if rec.Attrs.IsControl() || len(rec.Value) == 0 {
-				// The registry is never tombstoned; an empty value is
-				// ignored rather than un-forgetting anyone.
-				return
-			}
-			v, err := decodeRecord(rec.Value)
-			if err != nil {
-				r.bad.Add(1)
-				r.log.Error("undecodable privacy record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
-				return
-			}
-			r.applyLocked(string(rec.Key), v.AppID, v.DeletedAt.UnixMilli())
-		})
-		for p, o := range moved {
-			if o > r.pos[p] {
-				r.pos[p] = o
-			}
-		}
-		close(r.advanced)
-		r.advanced = make(chan struct{})
-		r.mu.Unlock()
+	v, err := decodeRecord(rec.Value)
+	if err != nil {
+		r.bad.Add(1)
+		r.log.Error("undecodable privacy record skipped", "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return
 	}
+	r.mu.Lock()
+	r.applyLocked(string(rec.Key), v.AppID, v.DeletedAt.UnixMilli())
+	r.mu.Unlock()
 }
 
 // applyLocked records a deletion of key at ms (r.mu held); the latest
@@ -135,40 +88,7 @@ func (r *Registry) applyLocked(key, appID string, ms int64) {
 // Sync waits until the registry holds every record committed to the topic
 // before the call (its last stable offsets), so that an answer after it
 // reflects every deletion acknowledged so far, by any api instance.
-func (r *Registry) Sync(ctx context.Context) error {
-	ends, err := r.adm.ListCommittedOffsets(ctx, schemas.TopicPrivacy)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return fmt.Errorf("privacy: end offsets of %s: %w", schemas.TopicPrivacy, err)
-	}
-	want := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) {
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	for {
-		r.mu.RLock()
-		done, ch := true, r.advanced
-		for p, o := range want {
-			if r.pos[p] < o {
-				done = false
-				break
-			}
-		}
-		r.mu.RUnlock()
-		if done {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("privacy: catching up with the registry: %w", ctx.Err())
-		}
-	}
-}
+func (r *Registry) Sync(ctx context.Context) error { return r.f.Sync(ctx) }
 
 // DeletedAt returns when identifier (of type typ) of app was last deleted.
 func (r *Registry) DeletedAt(appID, typ, identifier string) (time.Time, bool) {
