@@ -34,21 +34,8 @@ func (e *Event) AppendJSON(b []byte) []byte {
 	b = appendOptRaw(b, "params", e.Params)
 	b = appendOptField(b, "matching_user_id", e.MatchingUserID)
 	if len(e.Extra) > 0 {
-		b = append(b, `,"extra":{`...)
-		keys := make([]string, 0, len(e.Extra))
-		for k := range e.Extra {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendRaw(b, e.Extra[k])
-		}
-		b = append(b, '}')
+		b = append(b, `,"extra":`...)
+		b = appendSortedObject(b, e.Extra, appendRaw)
 	}
 	if o := e.Options; o != nil {
 		b = append(b, `,"options":{`...)
@@ -93,21 +80,8 @@ func (c *Context) appendJSON(b []byte) []byte {
 	n := len(b)
 	b = appendOptField(b, "ip", c.IP)
 	if len(c.Headers) > 0 {
-		b = append(b, `,"headers":{`...)
-		keys := make([]string, 0, len(c.Headers))
-		for k := range c.Headers {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendString(b, k)
-			b = append(b, ':')
-			b = appendString(b, c.Headers[k])
-		}
-		b = append(b, '}')
+		b = append(b, `,"headers":`...)
+		b = appendSortedObject(b, c.Headers, appendString)
 	}
 	b = appendOptField(b, "request_token", c.RequestToken)
 	b = appendOptField(b, "client_id", c.ClientID)
@@ -159,20 +133,15 @@ func (d *Decision) AppendJSON(b []byte) []byte {
 		b = append(b, '}')
 	}
 	if len(d.Contributions) > 0 {
-		b = append(b, `,"contributions":[`...)
-		for i := range d.Contributions {
-			c := &d.Contributions[i]
-			if i > 0 {
-				b = append(b, ',')
-			}
+		b = append(b, `,"contributions":`...)
+		b = appendArray(b, d.Contributions, func(b []byte, c *Contribution) []byte {
 			b = append(b, `{"name":`...)
 			b = appendString(b, c.Name)
 			b = appendField(b, "kind", c.Kind)
 			b = append(b, `,"value":`...)
 			b = appendFloat(b, c.Value)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+			return append(b, '}')
+		})
 	}
 	if ip := d.IP; ip != nil {
 		b = append(b, `,"ip":{`...)
@@ -203,28 +172,19 @@ func (d *Decision) AppendJSON(b []byte) []byte {
 	}
 	b = appendOptBool(b, "trusted", d.Trusted)
 	if len(d.Lists) > 0 {
-		b = append(b, `,"lists":[`...)
-		for i := range d.Lists {
-			m := &d.Lists[i]
-			if i > 0 {
-				b = append(b, ',')
-			}
+		b = append(b, `,"lists":`...)
+		b = appendArray(b, d.Lists, func(b []byte, m *ListMatch) []byte {
 			b = append(b, `{"list_id":`...)
 			b = appendString(b, m.ListID)
 			b = appendField(b, "item_id", m.ItemID)
 			b = appendField(b, "field", m.Field)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+			return append(b, '}')
+		})
 	}
 	b = appendOptBool(b, "impersonated", d.Impersonated)
 	if len(d.Sessions) > 0 {
-		b = append(b, `,"sessions":[`...)
-		for i := range d.Sessions {
-			c := &d.Sessions[i]
-			if i > 0 {
-				b = append(b, ',')
-			}
+		b = append(b, `,"sessions":`...)
+		b = appendArray(b, d.Sessions, func(b []byte, c *SessionChange) []byte {
 			b = append(b, `{"uuid":`...)
 			b = appendString(b, c.UUID)
 			b = appendField(b, "id", c.ID)
@@ -236,9 +196,8 @@ func (d *Decision) AppendJSON(b []byte) []byte {
 			b = append(b, `,"last_activity_at_ms":`...)
 			b = strconv.AppendInt(b, c.LastActivityAtMs, 10)
 			b = appendOptInt(b, "ended_at_ms", c.EndedAtMs)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+			return append(b, '}')
+		})
 	}
 	return append(b, '}')
 }
@@ -271,6 +230,26 @@ func (u *UserAgent) appendJSON(b []byte) []byte {
 	b = appendOptField(b, "device_model", u.DeviceModel)
 	b = appendOptField(b, "device_type", u.DeviceType)
 	return closeObject(b, n)
+}
+
+// appendSortedObject writes m as a JSON object with its keys sorted, as
+// encoding/json does, each value written by value.
+func appendSortedObject[V any](b []byte, m map[string]V, value func([]byte, V) []byte) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	b = append(b, '{')
+	for i, k := range keys {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, k)
+		b = append(b, ':')
+		b = value(b, m[k])
+	}
+	return append(b, '}')
 }
 
 // The helpers below write `,"name":value`; an object whose first member was
@@ -356,12 +335,17 @@ func appendTime(b []byte, t time.Time) []byte {
 }
 
 func appendStrings(b []byte, ss []string) []byte {
+	return appendArray(b, ss, func(b []byte, s *string) []byte { return appendString(b, *s) })
+}
+
+// appendArray writes xs as a JSON array, each element written by elem.
+func appendArray[T any](b []byte, xs []T, elem func([]byte, *T) []byte) []byte {
 	b = append(b, '[')
-	for i, s := range ss {
+	for i := range xs {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendString(b, s)
+		b = elem(b, &xs[i])
 	}
 	return append(b, ']')
 }
