@@ -238,27 +238,21 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	skip := os.Getenv("MOAT_CHAOS_SKIP") // e.g. "broker,clickhouse" while debugging
-	at(0.2)
-	if !strings.Contains(skip, "scorer") {
-		t.Log("SIGKILL scorer")
-		scorer.kill()
+	// kill SIGKILLs a role at share frac of the load and starts it again
+	// a second later.
+	kill := func(frac float64, p *proc) {
+		at(frac)
+		if strings.Contains(skip, p.name) {
+			return
+		}
+		t.Log("SIGKILL " + p.name)
+		p.kill()
 		time.Sleep(time.Second)
-		scorer.start()
+		p.start()
 	}
-	at(0.4)
-	if !strings.Contains(skip, "projector") {
-		t.Log("SIGKILL projector")
-		projector.kill()
-		time.Sleep(time.Second)
-		projector.start()
-	}
-	at(0.5)
-	if !strings.Contains(skip, "webhooker") {
-		t.Log("SIGKILL webhooker")
-		hooks.kill()
-		time.Sleep(time.Second)
-		hooks.start()
-	}
+	kill(0.2, scorer)
+	kill(0.4, projector)
+	kill(0.5, hooks)
 	at(0.6)
 	if !strings.Contains(skip, "broker") {
 		// The broker is restarted, not killed: after a SIGKILL, kfake (a
