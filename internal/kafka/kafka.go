@@ -1,5 +1,7 @@
-// Package kafka holds the franz-go plumbing the ingest, scorer and projector
-// roles share: client options, topic creation and a slog bridge.
+// Package kafka holds the franz-go plumbing the roles share: client
+// options, topic creation, a slog bridge, a transactional producer of
+// record batches (TxnProducer) and a follower of compacted topics that
+// callers can wait on (Follower).
 package kafka
 
 import (
