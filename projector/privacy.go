@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/cenkalti/backoff/v4"
 	"github.com/moat-dev/moat/schemas"
 )
@@ -28,6 +29,10 @@ type Erasures interface {
 // defaultMutationWait bounds how long an erasure waits for ClickHouse to
 // finish its mutations.
 const defaultMutationWait = 2 * time.Minute
+
+// erasedTables are the tables an erasure mutates: events and the
+// aggregates the materialized views fold from it.
+var erasedTables = []string{"events", "devices", "device_users", "device_states", "sessions"}
 
 // subject is who a buffered row is about.
 type subject struct {
@@ -141,6 +146,13 @@ func (w *Worker) erase(ctx context.Context) error {
 //     Parts inserted after a mutation was created are not touched by it;
 //  3. deletes the rows from events;
 //  4. waits (bounded) until ClickHouse finished the mutations.
+//
+// In a cluster (Config.Cluster) the reads and the rebuilding insert go
+// through the Distributed tables, and each mutation names the local table
+// ON CLUSTER (schemas.MutationTarget): a Distributed table refuses
+// mutations, and each shard mutates its own rows and aggregates (a user's
+// rows and aggregates live on one shard, but the rows of an erased email
+// may be other users' and on any shard).
 func (w *Worker) eraseOne(ctx context.Context, e erasure) error {
 	db := schemas.QuoteIdent(w.cfg.Database)
 	var or []string
@@ -170,14 +182,14 @@ func (w *Worker) eraseOne(ctx context.Context, e erasure) error {
 			// Every view keyed by device (0001 devices, 0008 device_users,
 			// 0009 device_states).
 			for _, table := range []string{"devices", "device_users", "device_states"} {
-				if err := w.exec(ctx, fmt.Sprintf("ALTER TABLE %s.%s DELETE WHERE app_id = ? AND user_id = ? AND has(?, device_token)", db, table), e.app, user, k.devices); err != nil {
+				if err := w.exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE app_id = ? AND user_id = ? AND has(?, device_token)", w.mutationTarget(table)), e.app, user, k.devices); err != nil {
 					return fmt.Errorf("delete %s: %w", table, err)
 				}
 			}
 			feeds, feedArgs = append(feeds, "has(?, device_token)"), append(feedArgs, k.devices)
 		}
 		if len(k.sessions) > 0 {
-			if err := w.exec(ctx, fmt.Sprintf("ALTER TABLE %s.sessions DELETE WHERE app_id = ? AND user_id = ? AND has(?, session_uuid)", db), e.app, user, k.sessions); err != nil {
+			if err := w.exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE app_id = ? AND user_id = ? AND has(?, session_uuid)", w.mutationTarget("sessions")), e.app, user, k.sessions); err != nil {
 				return fmt.Errorf("delete sessions: %w", err)
 			}
 			feeds, feedArgs = append(feeds, "hasAny(session_uuids, ?)"), append(feedArgs, k.sessions)
@@ -188,11 +200,11 @@ func (w *Worker) eraseOne(ctx context.Context, e erasure) error {
 		q := fmt.Sprintf("INSERT INTO %[1]s.events SELECT * FROM %[1]s.events WHERE app_id = ? AND user_id = ? AND (%[2]s) AND NOT (%[3]s)",
 			db, strings.Join(feeds, " OR "), cond)
 		args := append(append([]any{e.app, user}, feedArgs...), condArgs...)
-		if err := w.exec(ctx, q, args...); err != nil {
+		if err := w.exec(w.rebuildInsert(ctx), q, args...); err != nil {
 			return fmt.Errorf("rebuild the aggregates: %w", err)
 		}
 	}
-	if err := w.exec(ctx, fmt.Sprintf("ALTER TABLE %s.events DELETE WHERE %s", db, cond), condArgs...); err != nil {
+	if err := w.exec(ctx, fmt.Sprintf("ALTER TABLE %s DELETE WHERE %s", w.mutationTarget("events"), cond), condArgs...); err != nil {
 		return fmt.Errorf("delete events: %w", err)
 	}
 	w.awaitMutations(ctx)
@@ -283,10 +295,73 @@ func (w *Worker) exec(ctx context.Context, q string, args ...any) error {
 	return w.conn.Exec(ctx, q, args...)
 }
 
+// mutationTarget names table in an ALTER TABLE ... DELETE: `db`.table, or
+// in a cluster `db`.table_local ON CLUSTER `cluster`.
+func (w *Worker) mutationTarget(table string) string {
+	return schemas.MutationTarget(w.cfg.Database, w.cfg.Cluster, table)
+}
+
+// clusterInsert returns ctx for an insert into a Distributed table: in a
+// cluster, synchronous (insert_distributed_sync = 1), so the insert
+// returns only once every shard stored its rows. Then the offsets are
+// committed after the rows are on their shards, and an erasure's
+// mutations, created after the insert returned, reach the rows: an
+// asynchronous insert still queued on the server would land on its shard
+// after the mutation was created, which does not touch parts inserted
+// after it. On a single server ctx is returned as is.
+func (w *Worker) clusterInsert(ctx context.Context) context.Context {
+	if w.cfg.Cluster == "" {
+		return ctx
+	}
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
+}
+
+// rebuildInsert returns ctx for the erasure's INSERT ... SELECT that feeds
+// the aggregates again: in a cluster synchronous, as clusterInsert, and
+// with insert_deduplicate = 0. A replicated table drops an inserted block
+// identical to one of its last inserted ones (replicated_deduplication_window,
+// 100 by default), taking it for a retried insert, and then feeds none of
+// its materialized views (18.16; current releases unless
+// deduplicate_blocks_in_dependent_materialized_views); each replicated
+// aggregate table does the same with the blocks the views write. The
+// rebuild copies rows the projector inserted before, often as the very
+// block it first inserted them in (a batch of only these rows), and the
+// aggregate blocks folded from them are those just deleted: deduplicated,
+// the user's remaining devices and sessions would get no aggregates back.
+// events folds the copies (same sorting key and version), as on a single
+// server, whose tables are not replicated and deduplicate nothing.
+func (w *Worker) rebuildInsert(ctx context.Context) context.Context {
+	if w.cfg.Cluster == "" {
+		return ctx
+	}
+	return clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1, "insert_deduplicate": 0}))
+}
+
+// pendingMutations counts the database's unfinished mutations of
+// erasedTables: in system.mutations of the server, or in a cluster of
+// every shard (cluster('<cluster>', system.mutations), the local tables),
+// as one replica of each shard reports them.
+func (w *Worker) pendingMutations(ctx context.Context) (uint64, error) {
+	from, tables := "system.mutations", erasedTables
+	if w.cfg.Cluster != "" {
+		from = "cluster(" + schemas.QuoteString(w.cfg.Cluster) + ", system.mutations)"
+		tables = make([]string, len(erasedTables))
+		for i, t := range erasedTables {
+			tables[i] = schemas.LocalTable(t)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
+	defer cancel()
+	var n uint64
+	err := w.conn.QueryRow(ctx, "SELECT count() FROM "+from+" WHERE database = ? AND has(?, table) AND is_done = 0", w.cfg.Database, tables).Scan(&n)
+	return n, err
+}
+
 // awaitMutations waits until the database's mutations of events and
-// the aggregate views are done, at most MutationWait. A mutation still running then
-// finishes in the background (ClickHouse keeps it across restarts), and
-// the api already hides the erased user: it is only logged.
+// the aggregate views are done (pendingMutations), at most MutationWait.
+// A mutation still running then finishes in the background (ClickHouse
+// keeps it across restarts), and the api already hides the erased user:
+// it is only logged.
 func (w *Worker) awaitMutations(ctx context.Context) {
 	wait := w.cfg.MutationWait
 	if wait <= 0 {
@@ -294,10 +369,7 @@ func (w *Worker) awaitMutations(ctx context.Context) {
 	}
 	deadline := time.Now().Add(wait)
 	for pause := 20 * time.Millisecond; ; pause = min(2*pause, time.Second) {
-		var n uint64
-		qctx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
-		err := w.conn.QueryRow(qctx, "SELECT count() FROM system.mutations WHERE database = ? AND table IN ('events', 'devices', 'device_users', 'device_states', 'sessions') AND is_done = 0", w.cfg.Database).Scan(&n)
-		cancel()
+		n, err := w.pendingMutations(ctx)
 		if err == nil && n == 0 {
 			return
 		}

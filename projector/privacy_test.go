@@ -25,19 +25,27 @@ func TestMain(m *testing.M) { chtest.Main(m) }
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type fixture struct {
-	t    *testing.T
-	kcfg kafka.Config
-	cl   *kgo.Client
-	conn driver.Conn
-	db   string
-	reg  *privacy.Registry
-	w    *privacy.Writer
-	base time.Time
+	t       *testing.T
+	kcfg    kafka.Config
+	cl      *kgo.Client
+	conn    driver.Conn
+	db      string
+	cluster string // the cluster form's cluster ("" for a single server)
+	reg     *privacy.Registry
+	w       *privacy.Writer
+	base    time.Time
 }
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	conn, db := chtest.NewDatabase(t)
+	return newFixtureOn(t, conn, db, "")
+}
+
+// newFixtureOn is newFixture on the database db of conn, migrated in the
+// form of cluster.
+func newFixtureOn(t *testing.T, conn driver.Conn, db, cluster string) *fixture {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1))
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +78,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Close)
-	return &fixture{t: t, kcfg: kcfg, cl: cl, conn: conn, db: db, reg: reg, w: w,
+	return &fixture{t: t, kcfg: kcfg, cl: cl, conn: conn, db: db, cluster: cluster, reg: reg, w: w,
 		base: time.Now().UTC().Truncate(time.Millisecond).Add(-time.Hour)}
 }
 
@@ -126,7 +134,7 @@ func (f *fixture) waitCount(want uint64, q string, args ...any) {
 	}
 }
 
-func (f *fixture) startProjector() {
+func (f *fixture) startProjector() *projector.Worker {
 	f.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -134,11 +142,12 @@ func (f *fixture) startProjector() {
 		f.t.Fatal(err)
 	}
 	w, err := projector.New(projector.Config{Kafka: f.kcfg, Database: f.db, BatchSize: 1000, FlushInterval: 50 * time.Millisecond,
-		InsertTimeout: 10 * time.Second, Erasures: f.reg, MutationWait: 30 * time.Second}, f.conn, discard)
+		InsertTimeout: 10 * time.Second, Erasures: f.reg, MutationWait: 30 * time.Second, Cluster: f.cluster}, f.conn, discard)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	run(f.t, w.Run)
+	return w
 }
 
 const (

@@ -46,6 +46,13 @@ type Config struct {
 	// MutationWait bounds how long a user's erasure waits for ClickHouse's
 	// mutations to finish (default 2 minutes).
 	MutationWait time.Duration
+	// Cluster is the ClickHouse cluster whose servers hold the database in
+	// the cluster form of the schema (schemas.ClusterMigrations): events
+	// and the aggregates are Distributed tables over *_local tables. ""
+	// is a single server. Erasure then mutates the local tables ON
+	// CLUSTER and waits for the mutations of every shard, and inserts are
+	// synchronous (docs/operations.md#clickhouse-cluster).
+	Cluster string
 }
 
 // Validate checks the configuration.
@@ -59,6 +66,11 @@ func (c Config) Validate() error {
 		return errors.New("projector: flush interval must be in (0, 1m]")
 	case c.InsertTimeout <= 0:
 		return errors.New("projector: insert timeout must be positive")
+	}
+	if c.Cluster != "" {
+		if err := schemas.ValidClusterName(c.Cluster); err != nil {
+			return fmt.Errorf("projector: %w", err)
+		}
 	}
 	return c.Kafka.Validate()
 }
@@ -221,7 +233,7 @@ func (w *Worker) flush(ctx context.Context) error {
 }
 
 func (w *Worker) insert(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, w.cfg.InsertTimeout)
+	ctx, cancel := context.WithTimeout(w.clusterInsert(ctx), w.cfg.InsertTimeout)
 	defer cancel()
 	batch, err := w.conn.PrepareBatch(ctx, insertEvents(w.cfg.Database))
 	if err != nil {

@@ -48,6 +48,10 @@ type Decision struct {
 	// Failover is set on replies ingest synthesized when the scorer did not
 	// answer in time (never on the decisions topic).
 	Failover bool `json:"-"`
+	// Observations are what the event told the cross-user state about its
+	// IP, device and mailbox; the scorer writes them to TopicObservations
+	// (never part of the decision record).
+	Observations []Observation `json:"-"`
 }
 
 // Scores are Castle's per-threat scores.

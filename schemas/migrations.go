@@ -27,6 +27,28 @@ type Migration struct {
 // The SQL stays inside what ClickHouse 18.16 and current releases both
 // accept: no DateTime64, Map, JSON, TTL or async inserts.
 func Migrations(database string) ([]Migration, error) {
+	out, err := rawMigrations()
+	if err != nil {
+		return nil, err
+	}
+	for i := range out {
+		out[i].Statements = substituteDB(out[i].Statements, database)
+	}
+	return out, nil
+}
+
+// substituteDB replaces every `{db}` placeholder in stmts, in place, by the
+// quoted database name.
+func substituteDB(stmts []string, database string) []string {
+	for i, s := range stmts {
+		stmts[i] = strings.ReplaceAll(s, "{db}", QuoteIdent(database))
+	}
+	return stmts
+}
+
+// rawMigrations returns the embedded migrations in version order, their
+// statements still holding the `{db}` placeholder.
+func rawMigrations() ([]Migration, error) {
 	entries, err := fs.ReadDir(migrationFS, "clickhouse")
 	if err != nil {
 		return nil, fmt.Errorf("schemas: read migrations: %w", err)
@@ -46,7 +68,7 @@ func Migrations(database string) ([]Migration, error) {
 		if err != nil {
 			return nil, fmt.Errorf("schemas: read migration %q: %w", name, err)
 		}
-		out = append(out, Migration{Version: v, Name: rest, Statements: SplitStatements(strings.ReplaceAll(string(body), "{db}", QuoteIdent(database)))})
+		out = append(out, Migration{Version: v, Name: rest, Statements: SplitStatements(string(body))})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
 	for i := 1; i < len(out); i++ {

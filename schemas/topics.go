@@ -46,6 +46,18 @@ const (
 	// the api skip the users it names, so a replay of the log forgets them
 	// again.
 	TopicPrivacy = "moat.privacy.v1"
+	// TopicObservations carries Observation records: what each scored
+	// event tells the cross-user state about its IP, device and mailbox,
+	// keyed by SharedKey so that each key meets one aggregator. The scorer
+	// writes them in the transaction of the event's decision.
+	TopicObservations = "moat.observations.v1"
+	// TopicShared is the aggregator's table of cross-user state: the latest
+	// entry of each IP, device and mailbox (risk.SharedEntry), keyed like
+	// TopicObservations and partitioned exactly like it, an evicted key a
+	// tombstone. Compacted. Every scorer follows all of it (a global table)
+	// to compute the cross-user signals; the aggregator restores its
+	// partitions from it.
+	TopicShared = "moat.shared.v1"
 )
 
 // Consumer groups. Renaming one makes its role re-consume the whole
@@ -54,6 +66,8 @@ const (
 	GroupScorer    = "moat-scorer"
 	GroupProjector = "moat-projector"
 	GroupWebhooker = "moat-webhooker"
+	// GroupAggregator folds TopicObservations into TopicShared.
+	GroupAggregator = "moat-aggregator"
 )
 
 // Record header names used on every topic.
@@ -85,6 +99,8 @@ func AllTopics() []TopicSpec {
 		{Name: TopicScorerState, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
 		{Name: TopicLists, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
 		{Name: TopicPrivacy, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
+		{Name: TopicObservations},
+		{Name: TopicShared, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1"}},
 		{Name: TopicEndpoints, Configs: map[string]string{"cleanup.policy": "compact", "retention.ms": "-1", "delete.retention.ms": "604800000"}},
 	}
 }

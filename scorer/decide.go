@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"cmp"
 	"crypto/sha1"
 	"encoding/binary"
 	"encoding/json"
@@ -42,6 +43,8 @@ type Decider struct {
 	lists risk.Membership
 	// sessionTimeout ends idle sessions (SetSessionTimeout; 0: default).
 	sessionTimeout time.Duration
+	// shared answers the cross-user signals (SetShared; nil: off).
+	shared risk.Shared
 }
 
 // NewDecider returns a Decider. policies maps app ids to their policy
@@ -94,16 +97,17 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		raw = ""
 	}
 	ua := d.ua.Parse(raw)
-	fp := d.fp.Fingerprint(ev.AppID, fingerprint.AttributesOf(ev, ua))
+	attrs := fingerprint.AttributesOf(ev, ua)
+	fp := d.fp.Fingerprint(ev.AppID, attrs)
 	dev := schemas.Device{Token: d.deviceToken(ev.AppID, ev.User.ID, fp, st), Fingerprint: fp, UserAgent: ua}
-	in := risk.Input{Event: ev, Device: dev}
+	in := risk.Input{Event: ev, Device: dev, DeviceIdentified: attrs.ClientID != ""}
 	var ipInfo *schemas.IPInfo
 	if addr, err := netip.ParseAddr(ev.Context.IP); err == nil && d.enr.Geo != nil {
 		g := d.enr.Geo.Lookup(addr)
 		in.IP = risk.IPInfo{CountryCode: g.CountryCode, Region: g.Region, City: g.City, Lat: g.Lat, Lon: g.Lon,
-			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter, Found: g.Found}
+			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter, Proxy: g.Proxy, Tor: g.Tor, Found: g.Found}
 		ipInfo = &schemas.IPInfo{CountryCode: g.CountryCode, Region: g.Region, City: g.City, Lat: g.Lat, Lon: g.Lon,
-			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter}
+			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter, Proxy: g.Proxy, Tor: g.Tor}
 	}
 	var emailInfo *schemas.EmailInfo
 	if email := eventEmail(ev); email != "" {
@@ -135,6 +139,18 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		}
 	}
 	in.Trusted, in.Reported = st.feedbackOf(fp)
+	if d.shared != nil {
+		// The cross-user state and the observations topic hold keyed
+		// hashes of IPs and mailboxes, never the values (fingerprints
+		// already are keyed hashes).
+		in.Shared = d.shared
+		if ip := ev.Context.IP; ip != "" {
+			in.IPKey = d.fp.Pseudonym(ev.AppID, "ip", ip)
+		}
+		if e := cmp.Or(in.Email.Normalized, in.Email.Address); e != "" {
+			in.EmailKey = d.fp.Pseudonym(ev.AppID, "email", strings.ToLower(strings.TrimSpace(e)))
+		}
+	}
 	a := d.engine.Assess(&st.Risk, in)
 
 	dec := schemas.Decision{
@@ -148,6 +164,8 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		Email:   emailInfo,
 		Trusted: a.Feedback == "trusted",
 		Lists:   listMatches,
+
+		Observations: a.Observations,
 	}
 	for _, c := range a.Contributions {
 		dec.Contributions = append(dec.Contributions, schemas.Contribution{Name: c.Score + ":" + c.Name, Kind: c.Kind, Value: c.Value})

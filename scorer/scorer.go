@@ -308,6 +308,9 @@ func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, err
 		out = append(out, &kgo.Record{Topic: schemas.TopicIncidents, Key: notes[i].Key(), Value: nb,
 			Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("notification.v1")}}})
 	}
+	if w.decider.shared != nil {
+		out = append(out, observationRecords(d.Observations)...)
+	}
 	sr, err := w.store.record(r.Partition, r.Key)
 	if err != nil {
 		return nil, err

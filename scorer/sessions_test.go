@@ -460,3 +460,28 @@ func TestSessionsDeterministic(t *testing.T) {
 		t.Error("replaying the same events gave different decisions or notifications")
 	}
 }
+
+// TestSessionNotificationData: the data of session notifications is the
+// JSON object it always was (keys in name order; ended_at and reason only
+// once the session ended, reason even when empty).
+func TestSessionNotificationData(t *testing.T) {
+	ev := &schemas.Event{ID: "e1", AppID: "app", Type: "$login", Status: "$succeeded", User: schemas.User{ID: "u1"},
+		ReceivedAt: time.Date(2026, 11, 22, 8, 0, 0, 0, time.UTC)}
+	for _, c := range []schemas.SessionChange{
+		{UUID: "s-uuid", ID: "s1", Status: "active", DeviceToken: "tok", StartedAtMs: 1_795_000_000_000, LastActivityAtMs: 1_795_000_060_000},
+		{UUID: "s-uuid", ID: "s1", Status: "ended", DeviceToken: "tok", StartedAtMs: 1_795_000_000_000, LastActivityAtMs: 1_795_000_060_000, EndedAtMs: 1_795_000_090_000, Reason: "timeout"},
+		{UUID: "s-uuid", Status: "ended", StartedAtMs: 1, LastActivityAtMs: 2, EndedAtMs: 3},
+	} {
+		n := sessionNotification(schemas.NotifySessionStarted, ev, c)
+		session := map[string]any{"uuid": c.UUID, "id": c.ID, "status": c.Status,
+			"started_at": msRFC3339(c.StartedAtMs), "last_activity_at": msRFC3339(c.LastActivityAtMs)}
+		if c.EndedAtMs != 0 {
+			session["ended_at"] = msRFC3339(c.EndedAtMs)
+			session["reason"] = c.Reason
+		}
+		want, _ := json.Marshal(map[string]any{"id": n.ID, "user_id": "u1", "device_token": c.DeviceToken, "trigger": "$login.succeeded", "session": session})
+		if string(n.Data) != string(want) {
+			t.Fatalf("data\n%s\nwant\n%s", n.Data, want)
+		}
+	}
+}

@@ -92,27 +92,53 @@ func (s *stateStore) record(partition int32, key []byte) (*kgo.Record, error) {
 // records only) and keeps the last state of each key.
 func (s *stateStore) restore(ctx context.Context, partition int32) error {
 	start := time.Now()
-	cl, err := kgo.NewClient(append(kafka.ClientOpts(s.cfg, s.log, "moat-scorer-restore"),
+	n := 0
+	err := readCompacted(ctx, s.cfg, s.log, schemas.TopicScorerState, partition, func(r *kgo.Record) {
+		if len(r.Value) == 0 {
+			delete(s.users, string(r.Key))
+			return
+		}
+		st := s.newState()
+		if err := st.UnmarshalBinary(r.Value); err != nil {
+			s.log.Error("undecodable state in changelog; the user starts fresh", "partition", partition, "offset", r.Offset, "err", err)
+			return
+		}
+		s.users[string(r.Key)] = st
+		n++
+	})
+	if err != nil {
+		return err
+	}
+	s.restored[partition] = true
+	s.metrics.Restored(time.Since(start))
+	s.log.Info("restored scorer state", "partition", partition, "records", n, "took", time.Since(start))
+	return nil
+}
+
+// readCompacted hands apply every committed data record of one partition
+// of a changelog topic, from the start up to its last stable offset at
+// the time of the call, in order (tombstones included).
+func readCompacted(ctx context.Context, cfg kafka.Config, log *slog.Logger, topic string, partition int32, apply func(*kgo.Record)) error {
+	cl, err := kgo.NewClient(append(kafka.ClientOpts(cfg, log, "moat-scorer-restore"),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 		// Transaction markers come through as control records, so the
 		// read position always reaches the end offset below.
 		kgo.KeepControlRecords(),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{schemas.TopicScorerState: {partition: kgo.NewOffset().AtStart()}}),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().AtStart()}}),
 	)...)
 	if err != nil {
 		return fmt.Errorf("scorer: restore client: %w", err)
 	}
 	defer cl.Close()
 	// The last stable offset: every committed record is below it.
-	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, schemas.TopicScorerState)
+	ends, err := kadm.NewClient(cl).ListCommittedOffsets(ctx, topic)
 	if err != nil {
-		return fmt.Errorf("scorer: changelog end offsets: %w", err)
+		return fmt.Errorf("scorer: %s end offsets: %w", topic, err)
 	}
-	end, ok := ends.Lookup(schemas.TopicScorerState, partition)
+	end, ok := ends.Lookup(topic, partition)
 	if !ok || end.Err != nil {
-		return fmt.Errorf("scorer: changelog end offset of partition %d: %v", partition, end.Err)
+		return fmt.Errorf("scorer: %s end offset of partition %d: %v", topic, partition, end.Err)
 	}
-	n := 0
 	// Every offset below the end is a committed record or a transaction
 	// marker (kept as a control record); aborted records are skipped but
 	// are always followed by their abort marker.
@@ -133,11 +159,11 @@ func (s *stateStore) restore(ctx context.Context, partition int32) error {
 			}
 		})
 		if ferr != nil {
-			return fmt.Errorf("scorer: read changelog partition %d: %w", partition, ferr)
+			return fmt.Errorf("scorer: read %s partition %d: %w", topic, partition, ferr)
 		}
 		if fs.NumRecords() == 0 {
 			if empty++; empty == 3 {
-				s.log.Warn("changelog ended before its reported end offset; restored what was there", "partition", partition, "read_to", next, "end", end.Offset)
+				log.Warn("changelog ended before its reported end offset; restored what was there", "topic", topic, "partition", partition, "read_to", next, "end", end.Offset)
 				break
 			}
 			continue
@@ -145,24 +171,10 @@ func (s *stateStore) restore(ctx context.Context, partition int32) error {
 		empty = 0
 		fs.EachRecord(func(r *kgo.Record) {
 			next = r.Offset + 1
-			if r.Attrs.IsControl() {
-				return
+			if !r.Attrs.IsControl() {
+				apply(r)
 			}
-			if len(r.Value) == 0 {
-				delete(s.users, string(r.Key))
-				return
-			}
-			st := s.newState()
-			if err := st.UnmarshalBinary(r.Value); err != nil {
-				s.log.Error("undecodable state in changelog; the user starts fresh", "partition", partition, "offset", r.Offset, "err", err)
-				return
-			}
-			s.users[string(r.Key)] = st
-			n++
 		})
 	}
-	s.restored[partition] = true
-	s.metrics.Restored(time.Since(start))
-	s.log.Info("restored scorer state", "partition", partition, "records", n, "took", time.Since(start))
 	return nil
 }

@@ -9,6 +9,12 @@
 # Prints the resulting file paths as MOAT_* environment assignments and writes
 # them to CACHE_DIR/paths.env as well. Never run by the server: data is only
 # fetched at install time. See docs/data.md.
+#
+# Not fetched here: VPN/proxy and Tor-operator ASNs are curated in
+# internal/geoip/privacy.go, and no registry reachable at install time ships
+# a Tor exit list; the operator downloads the Tor Project's bulk exit list
+# and sets --tor-exits-file / MOAT_TOR_EXITS_FILE (docs/data.md "The Tor
+# exit list").
 set -euo pipefail
 
 # Pinned versions (bump here; see docs/data.md "Refreshing").

@@ -99,8 +99,10 @@ type Conn struct {
 var ErrBusy = errors.New("chdb: a connection is already open in this process (close it first)")
 
 // Open loads libchdb.so from libPath (once per process) and starts a session
-// whose databases live under dataDir (":memory:" when empty).
-func Open(libPath, dataDir string) (*Conn, error) {
+// whose databases live under dataDir (":memory:" when empty). args are
+// further command-line arguments of the engine (clickhouse-local's), such
+// as --config-file=PATH.
+func Open(libPath, dataDir string, args ...string) (*Conn, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	if open != nil {
@@ -110,16 +112,17 @@ func Open(libPath, dataDir string) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"moat"}
+	argl := []string{"moat"}
 	if dataDir != "" {
-		args = append(args, "--path="+dataDir)
+		argl = append(argl, "--path="+dataDir)
 	}
-	argv, free := cStrings(args)
+	argl = append(argl, args...)
+	argv, free := cStrings(argl)
 	defer free()
-	c := l.connect(int32(len(args)), argv)
+	c := l.connect(int32(len(argl)), argv)
 	runtime.KeepAlive(argv)
 	if c == nil || *(*unsafe.Pointer)(c) == nil {
-		return nil, fmt.Errorf("chdb: chdb_connect(%q) failed", args)
+		return nil, fmt.Errorf("chdb: chdb_connect(%q) failed", argl)
 	}
 	open = &Conn{lib: l, conn: c}
 	return open, nil

@@ -69,8 +69,15 @@ func testConn(t *testing.T) *Conn {
 			return
 		}
 		shared.dir = dir
+		// A one-shard cluster of this engine itself, for the cluster form
+		// of the schema (cluster_test.go).
+		config := filepath.Join(dir, "config.xml")
+		if err := os.WriteFile(config, []byte(clusterConfig), 0o644); err != nil {
+			shared.err = err
+			return
+		}
 		begin := time.Now()
-		shared.conn, shared.err = Open(shared.lib, dir)
+		shared.conn, shared.err = Open(shared.lib, dir, "--config-file="+config)
 		shared.openDur = time.Since(begin)
 	})
 	if shared.err != nil {

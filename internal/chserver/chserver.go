@@ -65,6 +65,23 @@ type Config struct {
 	Binary string
 	// Logger receives the package's own messages (default slog.Default()).
 	Logger *slog.Logger
+	// Cluster, when set, declares a cluster in the server's remote_servers
+	// and sets its {shard} and {replica} macros, for tests of the cluster
+	// form of the schema. There is no ZooKeeper: Distributed tables work,
+	// replicated tables and ON CLUSTER queries fail (after parsing).
+	Cluster *Cluster
+}
+
+// Cluster is a cluster of servers, one replica per shard.
+type Cluster struct {
+	// Name is the cluster's name (letters, digits, '_', '-', '.').
+	Name string
+	// Shards are the native addresses (host:port) of the shards' servers;
+	// "" stands for this server itself.
+	Shards []string
+	// Shard and Replica are this server's {shard} and {replica} macros
+	// (default "01" and "r1").
+	Shard, Replica string
 }
 
 // ErrBinaryNotFound is returned (wrapped) by Start and FindBinary when no
@@ -213,6 +230,15 @@ func (e *earlyExitError) Error() string {
 // Config returns the configuration in use, with defaults and the chosen
 // ports filled in.
 func (s *Server) Config() Config { return s.cfg }
+
+// SetCluster replaces the server's cluster (nil: none) from its next Start
+// on: a cluster of several local servers can only name its peers' ports
+// once they have started, so they are started, told, and restarted.
+func (s *Server) SetCluster(c *Cluster) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cfg.Cluster = c
+}
 
 // Addr returns host:port of the native (TCP) protocol.
 func (s *Server) Addr() string {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"text/template"
 )
 
@@ -58,8 +60,79 @@ var configTmpl = template.Must(template.New("config").Funcs(template.FuncMap{"x"
     <mlock_executable>false</mlock_executable>
     <max_table_size_to_drop>0</max_table_size_to_drop>
     <max_partition_size_to_drop>0</max_partition_size_to_drop>
+{{- with .Cluster}}
+    <remote_servers>
+        <{{.Name}}>
+{{- range .Shards}}
+            <shard>
+                <replica>
+                    <host>{{x .Host}}</host>
+                    <port>{{.Port}}</port>
+                </replica>
+            </shard>
+{{- end}}
+        </{{.Name}}>
+    </remote_servers>
+    <macros>
+        <shard>{{x .Shard}}</shard>
+        <replica>{{x .Replica}}</replica>
+    </macros>
+{{- end}}
 </yandex>
 `))
+
+// clusterData is the template's view of a Config.Cluster: every shard
+// address resolved ("" is this server).
+type clusterData struct {
+	Name           string
+	Shards         []shardAddr
+	Shard, Replica string
+}
+
+type shardAddr struct {
+	Host string
+	Port int
+}
+
+var reClusterElement = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
+
+// clusterConfig checks s.cfg.Cluster and resolves its addresses; nil
+// without a cluster.
+func (s *Server) clusterConfig() (*clusterData, error) {
+	c := s.cfg.Cluster
+	if c == nil {
+		return nil, nil
+	}
+	if !reClusterElement.MatchString(c.Name) {
+		return nil, fmt.Errorf("chserver: bad cluster name %q", c.Name)
+	}
+	if len(c.Shards) == 0 {
+		return nil, fmt.Errorf("chserver: cluster %s has no shards", c.Name)
+	}
+	d := &clusterData{Name: c.Name, Shard: c.Shard, Replica: c.Replica}
+	if d.Shard == "" {
+		d.Shard = "01"
+	}
+	if d.Replica == "" {
+		d.Replica = "r1"
+	}
+	for _, a := range c.Shards {
+		if a == "" {
+			d.Shards = append(d.Shards, shardAddr{Host: s.cfg.Host, Port: s.cfg.TCPPort})
+			continue
+		}
+		host, port, err := net.SplitHostPort(a)
+		if err != nil {
+			return nil, fmt.Errorf("chserver: cluster %s: shard %q: %w", c.Name, a, err)
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil || p <= 0 || p > 65535 {
+			return nil, fmt.Errorf("chserver: cluster %s: shard %q: bad port", c.Name, a)
+		}
+		d.Shards = append(d.Shards, shardAddr{Host: host, Port: p})
+	}
+	return d, nil
+}
 
 // The users config: the default user has no password and may connect only
 // from loopback (and from Host itself when that is a concrete address).
@@ -118,6 +191,10 @@ func (s *Server) writeConfigs() error {
 			return fmt.Errorf("chserver: create %s: %w", d, err)
 		}
 	}
+	cluster, err := s.clusterConfig()
+	if err != nil {
+		return err
+	}
 	networks := []string{"127.0.0.0/8", "::1"}
 	if ip := net.ParseIP(s.cfg.Host); ip != nil && !ip.IsLoopback() && !ip.IsUnspecified() {
 		networks = append(networks, ip.String())
@@ -142,6 +219,7 @@ func (s *Server) writeConfigs() error {
 			"Users":           filepath.Join(dir, UsersFile),
 			"Dictionaries":    filepath.Join(dir, "dictionaries", "*.xml"),
 			"MarkCache":       markCacheSize,
+			"Cluster":         cluster,
 		}},
 		{UsersFile, usersTmpl, map[string]any{
 			"MaxMemory":      maxMemoryPerQuery,

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/ClickHouse/clickhouse-go/v2/lib/proto"
 
@@ -28,6 +29,20 @@ const statementTimeout = 60 * time.Second
 // succeeded. Statements are idempotent (IF NOT EXISTS), so a migration cut
 // off half way runs again in full. Running Migrate again is a no-op.
 func Migrate(ctx context.Context, conn driver.Conn, database string, log *slog.Logger) error {
+	return MigrateCluster(ctx, conn, database, "", log)
+}
+
+// MigrateCluster is Migrate for the ClickHouse cluster named cluster: it
+// applies schemas.ClusterMigrations(database, cluster), whose DDL runs ON
+// CLUSTER (so every server of the cluster needs the cluster in its
+// remote_servers, and ZooKeeper or Keeper), and keeps schema_migrations as
+// a table replicated to every server, so any server tells what was
+// applied. An empty cluster is Migrate.
+//
+// It refuses a database holding the other form of the schema: a
+// single-server migration must never add a plain table to one server of a
+// cluster, and the cluster form cannot be laid over single-server tables.
+func MigrateCluster(ctx context.Context, conn driver.Conn, database, cluster string, log *slog.Logger) error {
 	if database == "" {
 		return fmt.Errorf("chstore: migrate: no database name")
 	}
@@ -35,22 +50,24 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, log *slog.L
 		log = slog.Default()
 	}
 	log = log.With("component", "chstore", "database", database)
-	db := schemas.QuoteIdent(database)
-	for _, stmt := range []string{
-		"CREATE DATABASE IF NOT EXISTS " + db,
-		"CREATE TABLE IF NOT EXISTS " + db + "." + MigrationsTable + ` (
-    version    UInt32,
-    name       String,
-    applied_at DateTime
-) ENGINE = MergeTree() ORDER BY version`,
-	} {
-		if err := exec(ctx, conn, stmt); err != nil {
-			return fmt.Errorf("chstore: migrate %s: prepare: %w", database, err)
-		}
+	if cluster != "" {
+		log = log.With("cluster", cluster)
+		// Backfills (INSERT ... SELECT) write through Distributed tables:
+		// wait until every shard has its rows before recording the
+		// migration.
+		ctx = clickhouse.Context(ctx, clickhouse.WithSettings(clickhouse.Settings{"insert_distributed_sync": 1}))
 	}
-	migrations, err := schemas.Migrations(database)
+	migrations, err := schemas.ClusterMigrations(database, cluster)
 	if err != nil {
 		return fmt.Errorf("chstore: migrate %s: %w", database, err)
+	}
+	if err := checkLayout(ctx, conn, database, cluster); err != nil {
+		return fmt.Errorf("chstore: migrate %s: %w", database, err)
+	}
+	for _, stmt := range PrepareStatements(database, cluster) {
+		if err := execStatement(ctx, conn, stmt); err != nil {
+			return fmt.Errorf("chstore: migrate %s: prepare: %w", database, err)
+		}
 	}
 	applied, err := Applied(ctx, conn, database)
 	if err != nil {
@@ -60,6 +77,7 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, log *slog.L
 	for _, v := range applied {
 		done[v] = true
 	}
+	db := schemas.QuoteIdent(database)
 	n := 0
 	for _, m := range migrations {
 		if done[m.Version] {
@@ -67,7 +85,7 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, log *slog.L
 		}
 		begin := time.Now()
 		for i, stmt := range m.Statements {
-			if err := exec(ctx, conn, stmt); err != nil {
+			if err := execStatement(ctx, conn, stmt); err != nil {
 				return fmt.Errorf("chstore: migrate %s: migration %04d_%s statement %d (%s): %w",
 					database, m.Version, m.Name, i+1, firstLine(stmt), err)
 			}
@@ -84,6 +102,71 @@ func Migrate(ctx context.Context, conn driver.Conn, database string, log *slog.L
 	}
 	return nil
 }
+
+// PrepareStatements returns the statements Migrate (cluster "") or
+// MigrateCluster runs before the migrations: they create the database and
+// schema_migrations. In a cluster, schema_migrations has one replica on
+// every server (one ZooKeeper path for the whole cluster, replica names
+// unique across it): a migration recorded through any server is seen by
+// all.
+func PrepareStatements(database, cluster string) []string {
+	db := schemas.QuoteIdent(database)
+	const columns = ` (
+    version    UInt32,
+    name       String,
+    applied_at DateTime
+)`
+	if cluster == "" {
+		return []string{
+			"CREATE DATABASE IF NOT EXISTS " + db,
+			"CREATE TABLE IF NOT EXISTS " + db + "." + MigrationsTable + columns + ` ENGINE = MergeTree() ORDER BY version`,
+		}
+	}
+	on := " ON CLUSTER " + schemas.QuoteIdent(cluster)
+	engine, _ := schemas.ReplicatedEngine("MergeTree", "", schemas.ZKPathAllNodes(database, MigrationsTable), schemas.ReplicaAllNodes)
+	return []string{
+		"CREATE DATABASE IF NOT EXISTS " + db + on,
+		"CREATE TABLE IF NOT EXISTS " + db + "." + MigrationsTable + on + columns + " ENGINE = " + engine + " ORDER BY version",
+	}
+}
+
+// checkLayout refuses to migrate a database whose schema tables are of the
+// other form: Distributed tables without a cluster, anything else with
+// one. A database without them (new, or before its first migration) passes.
+func checkLayout(ctx context.Context, conn driver.Conn, database, cluster string) error {
+	tables, err := schemas.SchemaTables()
+	if err != nil {
+		return err
+	}
+	qctx, cancel := withDefaultTimeout(ctx, statementTimeout)
+	defer cancel()
+	rows, err := conn.Query(qctx, "SELECT name, engine FROM system.tables WHERE database = ? AND has(?, name) ORDER BY name", database, tables)
+	if err != nil {
+		return fmt.Errorf("look up the schema's tables: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, engine string
+		if err := rows.Scan(&name, &engine); err != nil {
+			return fmt.Errorf("look up the schema's tables: %w", err)
+		}
+		switch dist := engine == "Distributed"; {
+		case cluster == "" && dist:
+			return fmt.Errorf("%w: %s.%s is a Distributed table: the database holds the cluster form of the schema; give the cluster name (--clickhouse-cluster)", ErrLayout, database, name)
+		case cluster != "" && !dist:
+			return fmt.Errorf("%w: %s.%s is a %s table, not Distributed: the database holds the single-server form of the schema, which the cluster form cannot be laid over (see docs/operations.md, ClickHouse cluster)", ErrLayout, database, name, engine)
+		}
+	}
+	return rows.Err()
+}
+
+// ErrLayout is returned (wrapped) by Migrate and MigrateCluster for a
+// database that holds the other form of the schema.
+var ErrLayout = errors.New("schema form mismatch")
+
+// execStatement runs one DDL statement of a migration; tests of the
+// cluster form replace it to emulate ON CLUSTER without ZooKeeper.
+var execStatement = exec
 
 // Applied returns the versions recorded in database's schema_migrations,
 // in ascending order. The table must exist (Migrate creates it).

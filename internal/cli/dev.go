@@ -232,6 +232,10 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	d.closers = append(d.closers, privacyW.Close)
 	scfg := o.sf.config(kcfg, m)
 	scfg.Erasures = privacyReg
+	cu, err := newCrossUser(kcfg, &o.sf, decider, m, log)
+	if err != nil {
+		return err
+	}
 	sc, err := scorer.New(scfg, decider, log)
 	if err != nil {
 		return err
@@ -281,7 +285,9 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	g.Go(func() error { return replies.Run(gctx) })
 	g.Go(func() error { return listsRT.follower.Run(gctx) })
 	g.Go(func() error { return privacyReg.Run(gctx) })
-	g.Go(func() error { return afterLists(listsRT.follower, log, afterPrivacy(privacyReg, log, sc.Run))(gctx) })
+	g.Go(func() error {
+		return afterLists(listsRT.follower, log, afterPrivacy(privacyReg, log, cu.around(log, sc.Run)))(gctx)
+	})
 	g.Go(func() error { return afterPrivacy(privacyReg, log, pj.Run)(gctx) })
 	g.Go(func() error { return endpointReg.table.Run(gctx) })
 	g.Go(func() error { return wh.Run(gctx) })

@@ -32,7 +32,11 @@ func flagTables() string {
 			if def == "" {
 				def = "(none)"
 			}
-			fmt.Fprintf(&b, "| `--%s` | `%s` | `%s` | %s |\n", f.Name, EnvName(f.Name), def, strings.ReplaceAll(f.Usage, "|", "\\|"))
+			env := "`" + EnvName(f.Name) + "`"
+			if isAlias(f) {
+				env = "(none)"
+			}
+			fmt.Fprintf(&b, "| `--%s` | %s | `%s` | %s |\n", f.Name, env, def, strings.ReplaceAll(f.Usage, "|", "\\|"))
 		})
 	}
 	return b.String()

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"os"
+	"time"
 
 	"github.com/moat-dev/moat/internal/apps"
 	"github.com/moat-dev/moat/internal/botlist"
@@ -25,7 +27,20 @@ func (e *enrichmentFlags) open(log *slog.Logger) (scorer.Enrichment, error) {
 		}
 		out.Geo = db
 	} else {
-		log.Warn("no geoip data configured: location, ISP and datacenter signals are off (run scripts/fetch-data.sh)")
+		log.Warn("no geoip data configured: location, ISP, datacenter and proxy signals are off (run scripts/fetch-data.sh)")
+	}
+	if e.torExits != "" {
+		exits, err := loadTorExits(e.torExits, time.Now(), log)
+		if err != nil {
+			return out, err
+		}
+		if out.Geo == nil {
+			// The exit list works without the IP databases.
+			if out.Geo, err = geoip.Open("", "", ""); err != nil {
+				return out, err
+			}
+		}
+		out.Geo.SetTorExits(exits)
 	}
 	bots, err := botlist.LoadOrBuiltin(e.crawlers)
 	if err != nil {
@@ -40,6 +55,33 @@ func (e *enrichmentFlags) open(log *slog.Logger) (scorer.Enrichment, error) {
 	}
 	out.Email = emailcheck.New(domains)
 	return out, nil
+}
+
+// torExitsMaxAge is how old a Tor exit list may get before the scorer
+// warns at start: exits come and go within hours, and a list of last week
+// misses a good part of them.
+const torExitsMaxAge = 7 * 24 * time.Hour
+
+// loadTorExits reads the --tor-exits-file list and says how big and how old
+// it is.
+func loadTorExits(path string, now time.Time, log *slog.Logger) (*geoip.TorExits, error) {
+	exits, err := geoip.LoadTorExits(path)
+	if err != nil {
+		return nil, fmt.Errorf("load tor exit list: %w", err)
+	}
+	var mod time.Time
+	if fi, err := os.Stat(path); err == nil {
+		mod = fi.ModTime()
+	}
+	switch {
+	case exits.Len() == 0:
+		log.Warn("the tor exit list is empty: tor fires only for the Tor-operator ASNs", "path", path)
+	case !mod.IsZero() && now.Sub(mod) > torExitsMaxAge:
+		log.Warn("the tor exit list is old: refresh it (docs/data.md)", "path", path, "entries", exits.Len(), "modified", mod.UTC().Format(time.RFC3339))
+	default:
+		log.Info("tor exit list loaded", "path", path, "entries", exits.Len(), "modified", mod.UTC().Format(time.RFC3339))
+	}
+	return exits, nil
 }
 
 // policies compiles the apps' risk policies.

@@ -11,10 +11,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
+
 	"github.com/moat-dev/moat/ingest"
+	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/projector"
+	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
 	"golang.org/x/sync/errgroup"
 )
@@ -26,10 +30,14 @@ func EnvName(flagName string) string {
 	return "MOAT_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
-// parse applies MOAT_* variables, then the command line.
+// parse applies MOAT_* variables, then the command line. An alias flag
+// has no variable of its own: the flag it stands for has.
 func parse(fs *flag.FlagSet, args []string) error {
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
+		if isAlias(f) {
+			return
+		}
 		if v, ok := os.LookupEnv(EnvName(f.Name)); ok {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", EnvName(f.Name), err))
@@ -40,6 +48,20 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return errors.Join(errs...)
 	}
 	return fs.Parse(args)
+}
+
+// aliasValue is a second, command-line-only name of another flag.
+type aliasValue struct{ flag.Value }
+
+// alias registers name as another name of the flag of, already
+// registered, on the command line only.
+func alias(fs *flag.FlagSet, name, of string) {
+	fs.Var(aliasValue{fs.Lookup(of).Value}, name, "same as --"+of)
+}
+
+func isAlias(f *flag.Flag) bool {
+	_, ok := f.Value.(aliasValue)
+	return ok
 }
 
 // listFlag is a comma-separated list.
@@ -139,6 +161,9 @@ type clickhouseFlags struct {
 	database string
 	user     string
 	password string
+	// cluster is the ClickHouse cluster of the cluster form of the schema
+	// ("" for a single server); only the commands that migrate have it.
+	cluster string
 }
 
 func (c *clickhouseFlags) register(fs *flag.FlagSet, addrDefault string) {
@@ -146,6 +171,38 @@ func (c *clickhouseFlags) register(fs *flag.FlagSet, addrDefault string) {
 	fs.StringVar(&c.database, "clickhouse-database", "moat", "ClickHouse database")
 	fs.StringVar(&c.user, "clickhouse-user", "default", "ClickHouse user")
 	fs.StringVar(&c.password, "clickhouse-password", "", "ClickHouse password")
+}
+
+// registerCluster adds --clickhouse-cluster, for the commands that apply
+// migrations.
+func (c *clickhouseFlags) registerCluster(fs *flag.FlagSet) {
+	fs.Var(clusterValue{&c.cluster}, "clickhouse-cluster", "ClickHouse cluster (a remote_servers name) whose servers hold the schema in its cluster form: tables replicated ON CLUSTER behind Distributed tables (docs/operations.md); empty: a single server")
+}
+
+// clusterValue is a ClickHouse cluster name ("" for none).
+type clusterValue struct{ p *string }
+
+func (v clusterValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v clusterValue) Set(s string) error {
+	if s != "" {
+		if err := schemas.ValidClusterName(s); err != nil {
+			return err
+		}
+	}
+	*v.p = s
+	return nil
+}
+
+// migrate applies the pending migrations, in the cluster form when a
+// cluster is given.
+func (c *clickhouseFlags) migrate(ctx context.Context, conn driver.Conn, log *slog.Logger) error {
+	return chstore.MigrateCluster(ctx, conn, c.database, c.cluster, log)
 }
 
 // httpFlags configures an HTTP listener.
@@ -192,6 +249,8 @@ type scorerFlags struct {
 	batchWait       time.Duration
 	deviceKey       string
 	deviceKeyFile   string
+	crossUser       bool
+	sharedKeys      int
 }
 
 func (s *scorerFlags) register(fs *flag.FlagSet) {
@@ -199,6 +258,8 @@ func (s *scorerFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&s.transactionalID, "scorer-transactional-id", "moat-scorer-"+host, "Kafka transactional id, unique per scorer instance and stable across its restarts")
 	fs.IntVar(&s.maxPoll, "scorer-max-poll", 10_000, "events per scorer transaction at most")
 	fs.DurationVar(&s.batchWait, "scorer-batch-wait", 0, "how long the scorer collects a short batch before its transaction (adds at most this to risk latency)")
+	fs.BoolVar(&s.crossUser, "cross-user-signals", true, "run the aggregator and score the cross-user signals (high_activity_ip/device, multiple_accounts_per_device, cross-user credential_stuffing)")
+	fs.IntVar(&s.sharedKeys, "shared-keys-per-partition", 1<<14, "IPs, devices and mailboxes the cross-user state keeps per partition (least recently seen evicted)")
 	s.registerKey(fs)
 }
 
@@ -244,7 +305,7 @@ func (s *scorerFlags) config(k kafka.Config, m *metrics.Metrics) scorer.Config {
 // enrichmentFlags locate the offline data files scripts/fetch-data.sh
 // fetches (its paths.env sets exactly these variables).
 type enrichmentFlags struct {
-	cityV4, cityV6, asn, crawlers, disposable string
+	cityV4, cityV6, asn, crawlers, disposable, torExits string
 }
 
 func (e *enrichmentFlags) register(fs *flag.FlagSet) {
@@ -253,6 +314,7 @@ func (e *enrichmentFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&e.asn, "geoip-asn", "", "ASN mmdb (built by scripts/fetch-data.sh, or GeoLite2-ASN layout); empty: no ASN data")
 	fs.StringVar(&e.crawlers, "crawler-user-agents", "", "crawler-user-agents JSON list; empty: a built-in list of common bots")
 	fs.StringVar(&e.disposable, "disposable-email-domains", "", "disposable email domains (JSON array or one per line); empty: a built-in list")
+	fs.StringVar(&e.torExits, "tor-exits-file", "", "Tor exit list you download (the Tor Project's torbulkexitlist: one IP a line, # comments), read at start; empty: tor only for the few Tor-operator ASNs")
 }
 
 func (s *scorerFlags) registerKey(fs *flag.FlagSet) {

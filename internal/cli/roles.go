@@ -265,12 +265,16 @@ func scorerCommand() (*flag.FlagSet, func(context.Context) error) {
 		m := metrics.New()
 		scfg := sf.config(kcfg, m)
 		scfg.Erasures = privacyReg
+		cu, err := newCrossUser(kcfg, &sf, d, m, log)
+		if err != nil {
+			return err
+		}
 		w, err := scorer.New(scfg, d, log)
 		if err != nil {
 			return err
 		}
 		log.Info("scorer ready")
-		return mf.run(ctx, m, log, followLists(listsF, log, followPrivacy(privacyReg, log, w.Run)))
+		return mf.run(ctx, m, log, followLists(listsF, log, followPrivacy(privacyReg, log, cu.around(log, w.Run))))
 	}
 }
 
@@ -288,6 +292,7 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 	lf.register(fs)
 	kf.register(fs)
 	cf.register(fs, "127.0.0.1:9000")
+	cf.registerCluster(fs)
 	pf.register(fs)
 	mf.register(fs)
 	// The device key hashes identifiers in the privacy registry.
@@ -304,7 +309,7 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 		}
 		defer conn.Close()
 		if mig {
-			if err := chstore.Migrate(ctx, conn, cf.database, log); err != nil {
+			if err := cf.migrate(ctx, conn, log); err != nil {
 				return err
 			}
 		}
@@ -325,6 +330,7 @@ func projectorCommand() (*flag.FlagSet, func(context.Context) error) {
 		m := metrics.New()
 		pcfg := pf.config(kcfg, cf.database, m)
 		pcfg.Erasures = privacyReg
+		pcfg.Cluster = cf.cluster
 		w, err := projector.New(pcfg, conn, log)
 		if err != nil {
 			return err
@@ -342,6 +348,8 @@ func migrateCommand() (*flag.FlagSet, func(context.Context) error) {
 	)
 	lf.register(fs)
 	cf.register(fs, "127.0.0.1:9000")
+	cf.registerCluster(fs)
+	alias(fs, "cluster", "clickhouse-cluster")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
 		if err != nil {
@@ -352,14 +360,14 @@ func migrateCommand() (*flag.FlagSet, func(context.Context) error) {
 			return err
 		}
 		defer conn.Close()
-		if err := chstore.Migrate(ctx, conn, cf.database, log); err != nil {
+		if err := cf.migrate(ctx, conn, log); err != nil {
 			return err
 		}
 		applied, err := chstore.Applied(ctx, conn, cf.database)
 		if err != nil {
 			return err
 		}
-		log.Info("migrations applied", "database", cf.database, "versions", applied)
+		log.Info("migrations applied", "database", cf.database, "cluster", cf.cluster, "versions", applied)
 		return nil
 	}
 }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
 	"github.com/moat-dev/moat/internal/apps"
-	"github.com/moat-dev/moat/internal/chstore"
 	"github.com/moat-dev/moat/internal/endpoints"
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/internal/metrics"
@@ -148,6 +147,7 @@ func webhookerCommand() (*flag.FlagSet, func(context.Context) error) {
 	lf.register(fs)
 	kf.register(fs)
 	cf.register(fs, "127.0.0.1:9000")
+	cf.registerCluster(fs)
 	mf.register(fs)
 	ekf.register(fs)
 	fs.StringVar(&appsFile, "apps-file", "", "apps file (YAML or JSON) with the apps' webhook endpoints")
@@ -167,7 +167,7 @@ func webhookerCommand() (*flag.FlagSet, func(context.Context) error) {
 				return err
 			}
 			defer conn.Close()
-			if err := chstore.Migrate(ctx, conn, cf.database, log); err != nil {
+			if err := cf.migrate(ctx, conn, log); err != nil {
 				return err
 			}
 		}

@@ -1,7 +1,9 @@
 // Package geoip resolves an IP address to a location (country, region, city,
 // coordinates) and a network (ASN, organisation, datacenter flag) from local
-// MaxMind-format databases. Nothing is fetched at run time: the files come
-// from scripts/fetch-data.sh or from the operator (see docs/data.md).
+// MaxMind-format databases, and to its privacy flags (VPN/proxy operator
+// network, Tor exit) from curated ASN lists and an optional Tor exit list.
+// Nothing is fetched at run time: the files come from scripts/fetch-data.sh
+// or from the operator (see docs/data.md).
 //
 // City files: the ip-location-db "dbip-city" layout (flat country_code,
 // state1, city, latitude, longitude) and the MaxMind GeoIP2/GeoLite2-City
@@ -39,13 +41,22 @@ type Info struct {
 	// of the 84,000 IPv4 ASN/organisation pairs). It has false positives
 	// (small ISPs called "... Host") and is true whenever Datacenter is.
 	HostingHint bool
-	Found       bool // any database had a record for the address
+	// Proxy: the ASN is registered to a commercial VPN or proxy operator
+	// (the curated list in privacy.go, plus DB.AddProxyASNs). VPNs on
+	// rented hosting are not seen here (Datacenter often is).
+	Proxy bool
+	// Tor: the address is on the Tor exit list (DB.SetTorExits), or its ASN
+	// belongs to a non-profit that runs only Tor exits. Without an exit
+	// list only the latter, a small share of Tor's exits, is known.
+	Tor   bool
+	Found bool // the city or ASN database had a record for the address
 }
 
 // DB holds the open databases. The zero value is not usable; use Open.
 type DB struct {
 	cityV4, cityV6, asn *maxminddb.Reader
-	dc                  map[uint32]struct{}
+	dc, proxy           map[uint32]struct{}
+	tor                 *TorExits
 
 	cityCache [cacheSize]atomic.Pointer[cityEntry]
 	asnCache  [cacheSize]atomic.Pointer[asnEntry]
@@ -117,9 +128,12 @@ type asnRecord struct {
 // single city file that covers both families (an IPv6 tree with IPv4 mapped
 // in, like GeoLite2-City) may be given as either path.
 func Open(cityV4, cityV6, asn string) (*DB, error) {
-	db := &DB{dc: make(map[uint32]struct{}, len(datacenterASNs))}
+	db := &DB{dc: make(map[uint32]struct{}, len(datacenterASNs)), proxy: make(map[uint32]struct{}, len(proxyASNs))}
 	for k := range datacenterASNs {
 		db.dc[k] = struct{}{}
+	}
+	for k := range proxyASNs {
+		db.proxy[k] = struct{}{}
 	}
 	var err error
 	open := func(path, what string) *maxminddb.Reader {
@@ -188,6 +202,32 @@ func (db *DB) IsDatacenter(asn uint32) bool {
 	return ok
 }
 
+// AddProxyASNs extends this DB's VPN/proxy operator ASN list. Call it
+// before the DB is shared: it is not safe concurrently with Lookup.
+func (db *DB) AddProxyASNs(asns ...uint32) {
+	for _, a := range asns {
+		db.proxy[a] = struct{}{}
+	}
+}
+
+// IsProxy reports whether asn is on this DB's VPN/proxy operator ASN list.
+func (db *DB) IsProxy(asn uint32) bool {
+	_, ok := db.proxy[asn]
+	return ok
+}
+
+// SetTorExits sets the Tor exit list that Lookup checks (nil: none). Call
+// it before the DB is shared: it is not safe concurrently with Lookup.
+func (db *DB) SetTorExits(t *TorExits) { db.tor = t }
+
+// TorExits returns the Tor exit list set with SetTorExits, or nil.
+func (db *DB) TorExits() *TorExits {
+	if db == nil {
+		return nil
+	}
+	return db.tor
+}
+
 // Lookup returns what the databases know about addr. An invalid address, a
 // miss or a disabled part simply leaves the fields empty. Lookup errors (a
 // corrupt record) are treated as misses.
@@ -216,9 +256,14 @@ func (db *DB) Lookup(addr netip.Addr) Info {
 				info.ASN, info.ISP = e.asn, e.org
 				info.Datacenter = db.IsDatacenter(e.asn)
 				info.HostingHint = e.hosting || info.Datacenter
+				info.Proxy = db.IsProxy(e.asn)
+				info.Tor = IsTorASN(e.asn)
 				info.Found = true
 			}
 		}
+	}
+	if !info.Tor && db.tor.Contains(addr) {
+		info.Tor = true
 	}
 	return info
 }

@@ -80,9 +80,9 @@ type Check struct {
 }
 
 // Checks evaluates the targets: Moat (as the scorer runs it) at or above
-// the baseline for every attacker type (share caught at 5% and AUC), and
-// at least 99% of naive and VPN and 90% of targeted attackers caught at a
-// 5% legitimate challenge rate.
+// the baseline for every attacker type (share caught at 1% and at 5%, and
+// AUC), and at least 99% of naive and VPN and 90% of targeted attackers
+// caught at a 5% legitimate challenge rate.
 func (r *Report) Checks() []Check {
 	var moat, base *Summary
 	for _, res := range r.Results {
@@ -101,10 +101,10 @@ func (r *Report) Checks() []Check {
 	for i, row := range moat.Rows {
 		b := base.Rows[i]
 		out = append(out, Check{
-			Target: fmt.Sprintf("Moat ≥ baseline (caught at 5%% and AUC), %s", row.Label),
-			Met:    row.Catch5 >= b.Catch5 && row.AUC >= b.AUC,
-			Detail: fmt.Sprintf("caught at 5%%: %s vs %s; AUC %.5f vs %.5f (at 1%%: %s vs %s)",
-				pct(row.Catch5), pct(b.Catch5), row.AUC, b.AUC, pct(row.Catch1), pct(b.Catch1)),
+			Target: fmt.Sprintf("Moat ≥ baseline (caught at 1%% and 5%%, AUC), %s", row.Label),
+			Met:    row.Catch1 >= b.Catch1 && row.Catch5 >= b.Catch5 && row.AUC >= b.AUC,
+			Detail: fmt.Sprintf("caught at 1%%: %s vs %s; at 5%%: %s vs %s; AUC %.5f vs %.5f",
+				pct(row.Catch1), pct(b.Catch1), pct(row.Catch5), pct(b.Catch5), row.AUC, b.AUC),
 		})
 	}
 	want := map[Label]float64{Naive: 0.99, VPN: 0.99, Targeted: 0.90}

@@ -117,12 +117,20 @@ func Run(ctx context.Context, cfg Config, enr scorer.Enrichment, progress io.Wri
 	}
 	learned := risk.DefaultConfig()
 	learned.LearnPopulation = true
+	// Moat counts the cross-user signals as the scorer role does, against
+	// state shared by all users; here one process sees every event, so a
+	// SharedState holds what the aggregator's table would (without its
+	// staleness).
+	moat := scorer.NewDecider(ua, fp, enr, nil)
+	moat.SetShared(risk.NewSharedState(0))
+	moatLearned := scorer.NewDeciderWithConfig(ua, fp, enr, nil, learned)
+	moatLearned.SetShared(risk.NewSharedState(0))
 	runs := []struct {
 		name string
 		s    scorerUnderTest
 	}{
-		{ScorerMoat, newMoatRun(scorer.NewDecider(ua, fp, enr, nil), tr)},
-		{ScorerMoatLearned, newMoatRun(scorer.NewDeciderWithConfig(ua, fp, enr, nil, learned), tr)},
+		{ScorerMoat, newMoatRun(moat, tr)},
+		{ScorerMoatLearned, newMoatRun(moatLearned, tr)},
 		{ScorerFreeman, newFreemanRun(NewFreeman(cfg.FreemanAlpha), enr, ua)},
 	}
 	rep := &Report{Config: cfg, World: worldStats(w), Traffic: tr.Stats}

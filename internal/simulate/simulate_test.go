@@ -29,7 +29,7 @@ func TestEndToEnd(t *testing.T) {
 	}
 	for i, row := range moat.Rows {
 		b := base.Rows[i]
-		t.Logf("%-20s moat caught at 5%% %.3f AUC %.4f | baseline %.3f %.4f", row.Label, row.Catch5, row.AUC, b.Catch5, b.AUC)
+		t.Logf("%-20s moat caught at 1%% %.3f, at 5%% %.3f, AUC %.4f | baseline %.3f %.3f %.4f", row.Label, row.Catch1, row.Catch5, row.AUC, b.Catch1, b.Catch5, b.AUC)
 		if row.N != cfg.AttacksPerType || row.Catch5 < b.Catch5 || row.AUC < b.AUC {
 			t.Errorf("%s: Moat below the baseline: %+v vs %+v", row.Label, row, b)
 		}

@@ -12,7 +12,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"hash"
+	"io"
 	"strings"
+	"sync"
 
 	"github.com/moat-dev/moat/schemas"
 )
@@ -24,6 +26,10 @@ const MinKeyLen = 32
 // concurrent use.
 type Hasher struct {
 	key []byte
+	// macs holds keyed HMAC states for reuse: hmac.New allocates two
+	// SHA-256 states and hashes the padded key each time, which is most of
+	// the cost of hashing a few short fields.
+	macs sync.Pool
 }
 
 // New returns a Hasher for key. The key must stay the same for the life of
@@ -32,7 +38,9 @@ func New(key []byte) (*Hasher, error) {
 	if len(key) < MinKeyLen {
 		return nil, errors.New("fingerprint: key must be at least 32 bytes")
 	}
-	return &Hasher{key: append([]byte(nil), key...)}, nil
+	h := &Hasher{key: append([]byte(nil), key...)}
+	h.macs.New = func() any { return hmac.New(sha256.New, h.key) }
+	return h, nil
 }
 
 // Attributes are the stable request attributes a fingerprint is made of.
@@ -95,9 +103,9 @@ func (h *Hasher) Fingerprint(appID string, a Attributes) string {
 	if a.Empty() {
 		return ""
 	}
-	m := h.mac()
-	write(m, "fp.v1", appID, a.ClientID, a.Browser, a.OS, a.Platform, a.DeviceFamily, a.DeviceBrand, a.DeviceModel, a.DeviceType, a.Language)
-	return hex.EncodeToString(m.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	h.sum(sum[:0], "fp.v1", appID, a.ClientID, a.Browser, a.OS, a.Platform, a.DeviceFamily, a.DeviceBrand, a.DeviceModel, a.DeviceType, a.Language)
+	return hex.EncodeToString(sum[:16])
 }
 
 // Token returns the device token for a fingerprint: bound to app, user and
@@ -106,20 +114,33 @@ func (h *Hasher) Token(appID, userID, fingerprint string) string {
 	if fingerprint == "" {
 		return ""
 	}
-	m := h.mac()
-	write(m, "token.v1", appID, userID, fingerprint)
-	return base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:16])
+	var sum [sha256.Size]byte
+	h.sum(sum[:0], "token.v1", appID, userID, fingerprint)
+	return base64.RawURLEncoding.EncodeToString(sum[:16])
 }
 
-func (h *Hasher) mac() hash.Hash { return hmac.New(sha256.New, h.key) }
+// Pseudonym returns a keyed hash (96 bits, hex) of an identifier such as
+// an IP address or an email within app, for state that must count an
+// identifier without holding it (the cross-user state).
+func (h *Hasher) Pseudonym(appID, kind, value string) string {
+	var sum [sha256.Size]byte
+	h.sum(sum[:0], "pseudonym.v1", appID, kind, value)
+	return hex.EncodeToString(sum[:12])
+}
 
-// write feeds length-prefixed fields, so ("ab","c") and ("a","bc") differ.
-func write(m hash.Hash, fields ...string) {
+// sum appends the HMAC of the length-prefixed fields (so ("ab","c") and
+// ("a","bc") differ) to b.
+func (h *Hasher) sum(b []byte, fields ...string) []byte {
+	m := h.macs.Get().(hash.Hash)
+	m.Reset()
 	var n [4]byte
 	for _, f := range fields {
 		l := len(f)
 		n[0], n[1], n[2], n[3] = byte(l>>24), byte(l>>16), byte(l>>8), byte(l)
 		m.Write(n[:])
-		m.Write([]byte(f))
+		io.WriteString(m, f)
 	}
+	b = m.Sum(b)
+	h.macs.Put(m)
+	return b
 }

@@ -1,7 +1,13 @@
 package fingerprint
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/moat-dev/moat/schemas"
@@ -64,4 +70,45 @@ func TestTokenBinding(t *testing.T) {
 	if _, err := New([]byte("short")); err == nil {
 		t.Fatal("short key accepted")
 	}
+}
+
+// TestKeyedHashesAreHMAC pins the derivations to HMAC-SHA256 of the
+// length-prefixed fields under the key, computed independently, including
+// when the pooled MAC states are reused concurrently: a change would change
+// every device of every deployment.
+func TestKeyedHashesAreHMAC(t *testing.T) {
+	h, err := New(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := func(fields ...string) []byte {
+		m := hmac.New(sha256.New, key)
+		for _, f := range fields {
+			l := len(f)
+			m.Write([]byte{byte(l >> 24), byte(l >> 16), byte(l >> 8), byte(l)})
+			m.Write([]byte(f))
+		}
+		return m.Sum(nil)
+	}
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 200 {
+				user := fmt.Sprintf("u%d-%d", g, i)
+				if got, want := h.Token("app", user, "fp"), base64.RawURLEncoding.EncodeToString(ref("token.v1", "app", user, "fp")[:16]); got != want {
+					t.Errorf("token %s, want %s", got, want)
+				}
+				if got, want := h.Pseudonym("app", "ip", user), hex.EncodeToString(ref("pseudonym.v1", "app", "ip", user)[:12]); got != want {
+					t.Errorf("pseudonym %s, want %s", got, want)
+				}
+				a := Attributes{ClientID: user}
+				if got, want := h.Fingerprint("app", a), hex.EncodeToString(ref("fp.v1", "app", user, "", "", "", "", "", "", "", "")[:16]); got != want {
+					t.Errorf("fingerprint %s, want %s", got, want)
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }

@@ -377,6 +377,10 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 	sig.set(sBruteForce, fails >= cfg.BruteForceFails)
 	sig.set(sCredentialStuffing, fails >= cfg.StuffingFails && st.failIPsSince(since, 0) >= cfg.StuffingIPs)
 
+	// knownSubnet: the address is in a /24 (/48) the user has been learned
+	// at (their line, their carrier's gateway, their VPN's exit).
+	knownSubnet := fv[FeatSubnet] != 0 && st.Features[FeatSubnet].find(fv[FeatSubnet]) >= 0
+
 	// --- history: new_* and impossible travel ---
 	if st.Learned > 0 {
 		if fp := in.Device.Fingerprint; fp != "" {
@@ -394,7 +398,7 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 		// A place the user has been learned at (a known /24) is not
 		// impossible to reach: it is where their mobile carrier's
 		// gateway or their VPN geolocates, far from their other places.
-		if st.LocValid && located(&in.IP) && !(fv[FeatSubnet] != 0 && st.Features[FeatSubnet].find(fv[FeatSubnet]) >= 0) {
+		if st.LocValid && located(&in.IP) && !knownSubnet {
 			d := haversineKm(float64(st.Lat), float64(st.Lon), in.IP.Lat, in.IP.Lon)
 			if d >= cfg.TravelMinKm {
 				hours := 0.0
@@ -471,19 +475,48 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 	}
 
 	// --- cross-user state ---
-	if in.Shared != nil {
-		var uh uint32
-		if ev.User.ID != "" {
-			uh = fnv32(ev.User.ID)
+	// The event's observations of its IP, device and mailbox: counted
+	// against the Shared state when there is one, and returned for the
+	// scorer to publish.
+	var uh uint32
+	if ev.User.ID != "" {
+		uh = fnv32(ev.User.ID)
+	}
+	var obs [3]schemas.Observation
+	nobs := 0
+	if ip := ev.Context.IP; ip != "" {
+		if in.IPKey != "" {
+			ip = in.IPKey
 		}
-		ss := in.Shared.observe(ev.Context.IP, in.Device.Fingerprint, email, in.Email.Alias, uh, failed, now, cfg.SharedUserTTL)
-		sig.set(sHighActivityIP, ss.ipEvents > cfg.IPEvents1h)
-		sig.set(sHighActivityDevice, ss.devEvents > cfg.DeviceEvents1h)
-		sig.set(sMultipleAccountsPerDevice, ss.devUsers >= cfg.AccountsPerDevice)
-		if ss.ipFailUsers >= cfg.IPFailUsers1h {
+		obs[nobs] = schemas.Observation{AppID: ev.AppID, Kind: schemas.ObserveIP, Key: ip, At: now, User: uh, Failed: failed}
+		nobs++
+	}
+	if fp := in.Device.Fingerprint; fp != "" && in.DeviceIdentified {
+		obs[nobs] = schemas.Observation{AppID: ev.AppID, Kind: schemas.ObserveDevice, Key: fp, At: now, User: uh}
+		nobs++
+	}
+	if email != "" {
+		key := email
+		if in.EmailKey != "" {
+			key = in.EmailKey
+		}
+		obs[nobs] = schemas.Observation{AppID: ev.AppID, Kind: schemas.ObserveEmail, Key: key, At: now, User: uh, Alias: fnv32("\x00" + in.Email.Alias)}
+		nobs++
+	}
+	var a Assessment
+	if nobs > 0 {
+		a.Observations = append(make([]schemas.Observation, 0, nobs), obs[:nobs]...)
+	}
+	if in.Shared != nil {
+		ss := in.Shared.Observe(a.Observations, cfg.SharedUserTTL)
+		a.Shared = ss
+		sig.set(sHighActivityIP, ss.IPEvents > cfg.IPEvents1h)
+		sig.set(sHighActivityDevice, ss.DeviceEvents > cfg.DeviceEvents1h)
+		sig.set(sMultipleAccountsPerDevice, ss.DeviceUsers >= cfg.AccountsPerDevice)
+		if ss.IPFailUsers >= cfg.IPFailUsers1h {
 			sig.set(sCredentialStuffing, true)
 		}
-		if ss.emailAliases >= 2 {
+		if ss.EmailAliases >= 2 {
 			sig.set(sMultipleAliasesPerEmail, true)
 		}
 	}
@@ -495,7 +528,6 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 	// --- scores ---
 	// Contributions are gathered per score (groups in score-name order:
 	// account_abuse, account_takeover, bot), each sorted after its base.
-	var a Assessment
 	var gbuf [3][2 + int(numFeatures) + numSignals]Contribution
 	var gn [3]int
 	add := func(g int, c Contribution) { gbuf[g][gn[g]] = c; gn[g]++ }
@@ -549,6 +581,12 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 			continue
 		}
 		a.Signals = append(a.Signals, signalNames[i])
+		if knownSubnet && e.familiarNet.has(i) {
+			// a fact about a network the user has been learned at:
+			// their own history explains it, and the ip_subnet
+			// feature weighs how familiar it is
+			continue
+		}
 		w := e.w[i]
 		if w.AccountTakeover != 0 {
 			ato += w.AccountTakeover

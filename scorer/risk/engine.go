@@ -2,6 +2,7 @@ package risk
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"sync"
 )
@@ -57,6 +58,16 @@ type Config struct {
 	BaseTakeover, BaseAbuse, BaseBot float64
 	// Weights of each signal (lookup only; unknown signals weigh 0).
 	Weights map[string]SignalWeight
+	// FamiliarNetworkSignals name the signals about the address's network
+	// that add nothing to any score when the address is in a /24 (/48)
+	// the user has been learned at; they still fire. A datacenter or VPN
+	// address is evidence of automation and anonymisation against a
+	// network the user has not been verified on. On their own VPN or
+	// cloud desktop their history explains it, and the takeover model's
+	// ip_subnet feature weighs how familiar the network is. (Not tor: a
+	// Tor circuit's exit is drawn at random, so a familiar exit says
+	// nothing about who is behind it.)
+	FamiliarNetworkSignals []string
 
 	// LearnPopulation: learned events update the engine's population table.
 	// Turn it off (after RestorePopulation) to score with a frozen
@@ -127,8 +138,9 @@ func DefaultConfig() Config {
 			SigInvalidDeviceData:         {Bot: 2.5},
 			SigMissingDeviceData:         {Bot: 2.0},
 		},
-		LearnPopulation: true,
-		PopulationCap:   1 << 20,
+		FamiliarNetworkSignals: []string{SigDatacenterIP, SigProxyIP},
+		LearnPopulation:        true,
+		PopulationCap:          1 << 20,
 	}
 }
 
@@ -140,6 +152,8 @@ func DefaultConfig() Config {
 type Engine struct {
 	cfg Config
 	w   [numSignals]SignalWeight
+	// familiarNet: the FamiliarNetworkSignals.
+	familiarNet sigset
 
 	mu     sync.Mutex
 	pop    map[uint64]uint32
@@ -154,6 +168,7 @@ func NewEngine(cfg Config) *Engine {
 	e := &Engine{cfg: cfg, pop: make(map[uint64]uint32)}
 	for i, name := range signalNames {
 		e.w[i] = cfg.Weights[name]
+		e.familiarNet.set(i, slices.Contains(cfg.FamiliarNetworkSignals, name))
 	}
 	return e
 }

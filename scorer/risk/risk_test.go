@@ -278,6 +278,7 @@ func TestSharedSignals(t *testing.T) {
 		in := base(t0.Add(time.Duration(i) * time.Second))
 		in.Event.User.ID = fmt.Sprintf("user%d", i)
 		in.Shared = sh
+		in.DeviceIdentified = true
 		a = e.Assess(&UserState{}, in)
 		if i < 3 && a.Has(SigMultipleAccountsPerDevice) {
 			t.Fatalf("multiple_accounts_per_device at %d users", i+1)
@@ -295,6 +296,7 @@ func TestSharedSignals(t *testing.T) {
 		in.Event.Context.IP = "198.51.100.7"
 		in.Device.Fingerprint = fmt.Sprintf("fp%d", i)
 		in.Shared = sh
+		in.DeviceIdentified = true
 		a = e.Assess(&UserState{}, in)
 		if i < 4 && a.Has(SigCredentialStuffing) {
 			t.Fatalf("credential_stuffing at %d users", i+1)
@@ -310,6 +312,7 @@ func TestSharedSignals(t *testing.T) {
 		in.Event.User.ID = fmt.Sprintf("u%d", i%3)
 		in.Device.Fingerprint = fmt.Sprintf("fp%d", i%2)
 		in.Shared = sh
+		in.DeviceIdentified = true
 		a = e.Assess(&UserState{}, in)
 		if i == 100 && (a.Has(SigHighActivityIP) || a.Has(SigHighActivityDevice)) {
 			t.Fatalf("high activity too early: %v", a.Signals)
@@ -325,6 +328,7 @@ func TestSharedSignals(t *testing.T) {
 		in.Event.User.ID = fmt.Sprintf("n%d", i)
 		in.Email.Alias = alias
 		in.Shared = sh
+		in.DeviceIdentified = true
 		a = e.Assess(&UserState{}, in)
 	}
 	if !a.Has(SigMultipleAliasesPerEmail) {
@@ -336,6 +340,7 @@ func TestSharedSignals(t *testing.T) {
 		in := base(t0.Add(time.Duration(i) * time.Second))
 		in.Event.Context.IP = fmt.Sprintf("10.0.%d.%d", i/256, i%256)
 		in.Shared = sh
+		in.DeviceIdentified = true
 		e.Assess(&UserState{}, in)
 	}
 	if sh.Len() > 64 {
@@ -462,6 +467,77 @@ func TestNoveltySmoothing(t *testing.T) {
 	v, _ := contribution(e.Assess(cloneState(varied), in), ScoreAccountTakeover, "ip_subnet")
 	if !(s > v && v > 0) {
 		t.Fatalf("new subnet: stable user %v, varied user %v", s, v)
+	}
+}
+
+// TestFamiliarNetworkSignals: datacenter_ip and proxy_ip weigh in every
+// score from a network the user has not been learned at, and in none from
+// the /24 of the user's own VPN, where they still fire; another /24 of the
+// same provider weighs again, and so does tor on a familiar /24.
+func TestFamiliarNetworkSignals(t *testing.T) {
+	for _, tc := range []struct {
+		signal string
+		flag   func(*IPInfo)
+	}{
+		{SigDatacenterIP, func(ip *IPInfo) { ip.Datacenter = true }},
+		{SigProxyIP, func(ip *IPInfo) { ip.Proxy = true }},
+	} {
+		t.Run(tc.signal, func(t *testing.T) {
+			vpn := func(at time.Time, ip string) Input {
+				in := base(at)
+				in.Event.Context.IP = ip
+				in.IP = IPInfo{CountryCode: "FR", City: "Paris", Lat: 48.86, Lon: 2.34, ASN: 16276, ISP: "VPN", Found: true}
+				tc.flag(&in.IP)
+				return in
+			}
+			weighs := func(a Assessment, signal string) (n int) {
+				for _, score := range []string{ScoreAccountTakeover, ScoreAccountAbuse, ScoreBot} {
+					if v, ok := contribution(a, score, signal); ok && v > 0 {
+						n++
+					}
+				}
+				return n
+			}
+			e := NewEngine(DefaultConfig())
+			st := history(e, 20)
+			home := e.Assess(cloneState(st), base(t0))
+			first := e.Assess(cloneState(st), vpn(t0, "51.15.1.7"))
+			if !first.Has(tc.signal) || weighs(first, tc.signal) != 3 || first.Risk <= home.Risk+0.05 {
+				t.Fatalf("new network: risk %v (home %v), %+v", first.Risk, home.Risk, first.Contributions)
+			}
+			// the user passes step-ups through their VPN a few times
+			for i := 0; i < 5; i++ {
+				in := vpn(t0.Add(-time.Duration(5-i)*time.Hour), fmt.Sprintf("51.15.1.%d", 10+i))
+				in.Event.Type = "$challenge"
+				if a := e.Assess(st, in); !a.Learned {
+					t.Fatalf("step-up through the VPN not learned: %+v", a)
+				}
+			}
+			own := e.Assess(cloneState(st), vpn(t0, "51.15.1.99"))
+			if !own.Has(tc.signal) || weighs(own, tc.signal) != 0 {
+				t.Fatalf("the user's VPN: %v %+v", own.Signals, own.Contributions)
+			}
+			if own.Scores.Bot != home.Scores.Bot || own.Scores.AccountAbuse != home.Scores.AccountAbuse || own.Risk >= first.Risk || own.Risk > home.Risk+0.01 {
+				t.Fatalf("the user's VPN: scores %+v risk %v; home %+v risk %v", own.Scores, own.Risk, home.Scores, home.Risk)
+			}
+			// another /24 of the same provider is not the user's VPN
+			other := e.Assess(cloneState(st), vpn(t0, "51.15.2.7"))
+			if weighs(other, tc.signal) != 3 || other.Risk <= own.Risk {
+				t.Fatalf("another /24: risk %v (own VPN %v), %+v", other.Risk, own.Risk, other.Contributions)
+			}
+			// a Tor exit in the familiar /24 still weighs
+			in := vpn(t0, "51.15.1.99")
+			in.IP.Tor = true
+			if a := e.Assess(cloneState(st), in); weighs(a, SigTor) != 3 || weighs(a, tc.signal) != 0 {
+				t.Fatalf("tor on a familiar /24: %+v", a.Contributions)
+			}
+			// without the rule the user's own VPN weighs as any other
+			cfg := DefaultConfig()
+			cfg.FamiliarNetworkSignals = nil
+			if a := NewEngine(cfg).Assess(cloneState(st), vpn(t0, "51.15.1.99")); weighs(a, tc.signal) != 3 || a.Risk <= own.Risk {
+				t.Fatalf("FamiliarNetworkSignals empty: risk %v, %+v", a.Risk, a.Contributions)
+			}
+		})
 	}
 }
 
@@ -598,6 +674,7 @@ func replay(t testing.TB) ([]Assessment, [][]byte, []byte) {
 		in.Event.Status = []string{"$succeeded", "$succeeded", "$failed", "$attempted"}[i%4]
 		in.Email.Alias = []string{"", "", "x"}[i%3]
 		in.Shared = sh
+		in.DeviceIdentified = true
 		out = append(out, e.Assess(&states[u], in))
 	}
 	var bs [][]byte
@@ -830,5 +907,30 @@ func TestStateVersion1(t *testing.T) {
 	}
 	if err := got.UnmarshalBinary(append(v1, 0)); err == nil {
 		t.Fatal("version 1 with trailing bytes accepted")
+	}
+}
+
+// TestSharedDeviceNeedsIdentity: a fingerprint made of the browser, OS and
+// language (no client id) names a kind of device that thousands of users
+// share, so it is not counted across users: ten accounts on "Chrome on
+// Windows" are not multiple_accounts_per_device, and the event has no
+// device observation.
+func TestSharedDeviceNeedsIdentity(t *testing.T) {
+	e := NewEngine(DefaultConfig())
+	sh := NewSharedState(0)
+	var a Assessment
+	for i := 0; i < 10; i++ {
+		in := base(t0.Add(time.Duration(i) * time.Second))
+		in.Event.User.ID = fmt.Sprintf("user%d", i)
+		in.Shared = sh
+		a = e.Assess(&UserState{}, in)
+		for _, o := range a.Observations {
+			if o.Kind == schemas.ObserveDevice {
+				t.Fatal("a device kind was observed across users")
+			}
+		}
+	}
+	if a.Has(SigMultipleAccountsPerDevice) || a.Has(SigHighActivityDevice) {
+		t.Fatalf("signals of a device kind: %v", a.Signals)
 	}
 }

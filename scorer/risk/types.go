@@ -56,11 +56,20 @@ type Input struct {
 	Trusted  bool
 	Reported bool
 
-	// Shared is the optional cross-user state keyed by IP and device
-	// fingerprint (high_activity_ip, high_activity_device,
-	// multiple_accounts_per_device, cross-user credential_stuffing). Nil:
-	// those signals are not computed.
-	Shared *SharedState
+	// Shared is the optional cross-user state keyed by IP, device
+	// fingerprint and mailbox (high_activity_ip, high_activity_device,
+	// multiple_accounts_per_device, cross-user credential_stuffing and
+	// multiple_aliases_per_email). Nil: those signals are not computed.
+	Shared Shared
+	// DeviceIdentified says the fingerprint identifies one device (it
+	// comes from a client id) rather than a kind of device (browser, OS and
+	// language, shared by many users): only then is the device counted
+	// across users (high_activity_device, multiple_accounts_per_device).
+	DeviceIdentified bool
+	// IPKey and EmailKey name the event's IP and mailbox in the cross-user
+	// state and its observations (for example keyed hashes, so that the
+	// state never holds them); empty: the IP and the normalized email.
+	IPKey, EmailKey string
 	// Policy overrides the engine's policy for this event (per-app
 	// policies). Nil: Config.Policy.
 	Policy *Policy
@@ -107,6 +116,12 @@ type Assessment struct {
 	// Learned says the event was folded into the user's device, place and
 	// network history (velocity counters always are).
 	Learned bool `json:"learned"`
+	// Shared are the cross-user counts the signals used (zero without
+	// Input.Shared).
+	Shared SharedCounts `json:"-"`
+	// Observations are what the event tells the cross-user state about
+	// its IP, device and mailbox, whether or not Input.Shared was given.
+	Observations []schemas.Observation `json:"-"`
 }
 
 // Has reports whether signal name fired.
