@@ -21,6 +21,10 @@ func (w *Worker) spawn(f func()) {
 
 // handleIncident starts the deliveries of one incidents record.
 func (w *Worker) handleIncident(work context.Context, c *consumer, m kafkago.Message) {
+	if txnMarker(m) {
+		c.track.add(m, 0) // nothing to deliver: settled at once
+		return
+	}
 	var n schemas.Notification
 	err := json.Unmarshal(m.Value, &n)
 	if err == nil && (n.ID == "" || n.AppID == "") {
@@ -53,6 +57,16 @@ func (w *Worker) handleIncident(work context.Context, c *consumer, m kafkago.Mes
 		}
 		w.spawn(func() { w.deliver(work, e, d, settle) })
 	}
+}
+
+// txnMarker reports whether m is a transaction's commit or abort marker,
+// which kafka-go hands out as a message: a control record, its key the
+// version (0) and the type (0 abort, 1 commit) as two int16s, its value the
+// version and the coordinator epoch (int16, int32). No notification looks
+// like that: their values are JSON objects.
+func txnMarker(m kafkago.Message) bool {
+	return len(m.Key) == 4 && m.Key[0] == 0 && m.Key[1] == 0 && m.Key[2] == 0 && m.Key[3] <= 1 &&
+		len(m.Value) == 6 && m.Value[0] == 0 && m.Value[1] == 0
 }
 
 // handleRetry waits until a retry record is due and starts its delivery.

@@ -403,8 +403,20 @@ func (w *Worker) newReader(topic, group string) *kafkago.Reader {
 		Topic:    topic,
 		MinBytes: 1,
 		MaxBytes: 10 << 20,
-		// A long poll: the broker answers as soon as a record arrives.
-		MaxWait:       time.Second,
+		// Incidents are written in Kafka transactions (the scorer's,
+		// the api's commands): read committed, so a notification of a
+		// transaction still open is not delivered before it commits.
+		// kafka-go stops at the last stable offset but, unlike the Java
+		// client and franz-go, does not drop the records of aborted
+		// transactions, and hands the commit and abort markers out as
+		// messages (skipped: txnMarker). An aborted transaction's
+		// notifications are those its events raise again when they are
+		// decided again, with the same ids (docs/architecture.md).
+		IsolationLevel: kafkago.ReadCommitted,
+		// A long poll: the broker answers as soon as a record arrives;
+		// it may not wake a read-committed poll when a transaction
+		// commits, so the poll is kept short.
+		MaxWait:       250 * time.Millisecond,
 		QueueCapacity: 1000,
 		// Offsets are committed only through CommitMessages, in batches,
 		// synchronously (commitLoop).
