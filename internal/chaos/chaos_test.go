@@ -1,18 +1,21 @@
 // Package chaos_test kills Moat's roles for real: each role runs as its own
 // `moat` process against a `moat broker` process and a real ClickHouse,
-// under load, while the test SIGKILLs the scorer and the projector,
-// restarts the broker and stops ClickHouse. Afterwards every event accepted with 2xx is
-// in ClickHouse exactly once (FINAL) and has exactly one decision.
+// under load, while the test SIGKILLs the scorer, the projector and the
+// webhooker, takes the webhook receiver down for a while, restarts the
+// broker and stops ClickHouse. Afterwards every event accepted with 2xx is
+// in ClickHouse exactly once (FINAL) and has exactly one decision, and
+// every incident reached the receiver, signed.
 //
 // `make chaos` runs it with MOAT_CHAOS_EVENTS=100000 and a 60 s ClickHouse
-// outage; `make test` runs a shortened form.
+// outage (the receiver is then down for 60 s too); `make test` runs a
+// shortened form (6,000 events, ClickHouse down 5 s, the receiver 10 s).
+// MOAT_CHAOS_RECEIVER_DOWN_SECONDS sets the receiver's outage (at most 90).
 package chaos_test
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -128,9 +131,36 @@ func (p *proc) stop() {
 	}
 }
 
+// receiverAt is the share of the events sent when the webhook receiver
+// goes down: early, so that in the CI form it is back before the
+// webhooker's SIGKILL (at half the events) and one webhooker process rides
+// the outage out; make chaos's longer outage spans that SIGKILL and the
+// broker's restart.
+const receiverAt = 0.1
+
+// maxReceiverDown bounds the receiver's outage so that no delivery reaches
+// the third retry tier (10 minutes): the circuit breaker closes at most
+// one cooldown (30 s) after the receiver is back, before any delivery has
+// used its third attempt (30 s + 2 min after its first), so every delivery
+// is done by its third attempt (see webhooker.DefaultSchedule).
+const maxReceiverDown = 90 * time.Second
+
 func TestChaos(t *testing.T) {
 	events := envInt("MOAT_CHAOS_EVENTS", 6000)
 	chDown := time.Duration(envInt("MOAT_CHAOS_CLICKHOUSE_DOWN_SECONDS", 5)) * time.Second
+	defRecvDown := 10 // CI: incidents refused by it are delivered on the 30 s tier
+	if events >= 50000 {
+		defRecvDown = 60 // make chaos: long enough for second attempts to fail too
+	}
+	recvDown := time.Duration(envInt("MOAT_CHAOS_RECEIVER_DOWN_SECONDS", defRecvDown)) * time.Second
+	if recvDown > maxReceiverDown {
+		t.Fatalf("MOAT_CHAOS_RECEIVER_DOWN_SECONDS: at most %v (deliveries would reach the 10-minute retry tier)", maxReceiverDown)
+	}
+	begin := time.Now()
+	note := func(format string, args ...any) {
+		t.Helper()
+		t.Logf("[%6.1fs] "+format, append([]any{time.Since(begin).Seconds()}, args...)...)
+	}
 	srv := chtest.Server()
 	if srv == nil {
 		t.Skip("ClickHouse is external ($CLICKHOUSE_ADDR): the test cannot stop it")
@@ -152,15 +182,10 @@ func TestChaos(t *testing.T) {
 	brokers := fmt.Sprintf("127.0.0.1:%d", kafkaPort)
 	secret := "chaos-secret-0123456789abcdef01234"
 	// The webhook receiver: every 10th call is a risk call denied by a
-	// Castle test token, whose $incident.confirmed must reach it.
-	var recvMu sync.Mutex
-	received := map[string]int{}
-	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		recvMu.Lock()
-		received[r.Header.Get(webhooker.HeaderDeliveryID)]++
-		recvMu.Unlock()
-	}))
+	// Castle test token, whose $incident.confirmed must reach it, signed
+	// with the app's secret (the endpoint has none of its own).
+	rc := newReceiver(secret)
+	receiver := httptest.NewServer(rc)
 	defer receiver.Close()
 	appsFile := filepath.Join(dir, "apps.json")
 	if err := os.WriteFile(appsFile, []byte(fmt.Sprintf(`{"apps":[{"id":"default","name":"Chaos","secret":%q,"test":true,
@@ -189,7 +214,7 @@ func TestChaos(t *testing.T) {
 
 	// Load: workers post every event until it is accepted (as an app that
 	// retries 503s and connection errors would), counting acceptances.
-	var accepted, attempts, risky atomic.Int64
+	var accepted, attempts, risky, riskyWhileDown atomic.Int64
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	client := &http.Client{Timeout: 10 * time.Second}
@@ -220,6 +245,9 @@ func TestChaos(t *testing.T) {
 						res.Body.Close()
 						if res.StatusCode == want {
 							accepted.Add(1)
+							if want == 201 && rc.down.Load() {
+								riskyWhileDown.Add(1)
+							}
 							break
 						}
 					}
@@ -245,11 +273,45 @@ func TestChaos(t *testing.T) {
 		if strings.Contains(skip, p.name) {
 			return
 		}
-		t.Log("SIGKILL " + p.name)
+		note("SIGKILL %s", p.name)
 		p.kill()
 		time.Sleep(time.Second)
 		p.start()
 	}
+	// The webhook receiver goes down while incidents keep being raised,
+	// refusing every request (503 or a dropped connection), then comes
+	// back.
+	var recvUpAt time.Time
+	recvDone := make(chan struct{})
+	recvCtx, recvCancel := context.WithCancel(context.Background())
+	t.Cleanup(func() { recvCancel(); <-recvDone }) // if the test ends early
+	pause := func(d time.Duration) bool {
+		select {
+		case <-recvCtx.Done():
+			return false
+		case <-time.After(d):
+			return true
+		}
+	}
+	go func() {
+		defer close(recvDone)
+		for next.Load() < int64(float64(events)*receiverAt) {
+			if !pause(20 * time.Millisecond) {
+				return
+			}
+		}
+		if strings.Contains(skip, "receiver") {
+			return
+		}
+		note("webhook receiver down for %v", recvDown)
+		rc.down.Store(true)
+		ok := pause(recvDown)
+		rc.down.Store(false)
+		if ok {
+			recvUpAt = time.Now()
+			note("webhook receiver up again (%d requests refused)", rc.refused.Load())
+		}
+	}()
 	kill(0.2, scorer)
 	kill(0.4, projector)
 	kill(0.5, hooks)
@@ -259,7 +321,7 @@ func TestChaos(t *testing.T) {
 		// test broker) does not recover its transaction and group-offset
 		// state atomically, and the test saw a decision committed twice;
 		// a real Kafka keeps transactional offsets in the transaction.
-		t.Log("restart the broker from its data dir")
+		note("restart the broker from its data dir")
 		broker.stop()
 		broker.stopping.Store(false)
 		time.Sleep(time.Second)
@@ -269,7 +331,7 @@ func TestChaos(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if !strings.Contains(skip, "clickhouse") {
-		t.Logf("ClickHouse down for %v", chDown)
+		note("ClickHouse down for %v", chDown)
 		if err := srv.Stop(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -279,8 +341,9 @@ func TestChaos(t *testing.T) {
 		}
 	}
 	wg.Wait()
+	<-recvDone
 	n := accepted.Load()
-	t.Logf("%d events accepted (%d attempts)", n, attempts.Load())
+	note("%d events accepted (%d attempts)", n, attempts.Load())
 	if n != int64(events) {
 		t.Fatalf("accepted %d of %d", n, events)
 	}
@@ -327,53 +390,17 @@ func TestChaos(t *testing.T) {
 
 	// Exactly one committed decision per event: read every partition of the
 	// decisions topic up to its last stable offset.
-	adm := kadm.NewClient(mustClient(t, brokers))
-	lsos, err := adm.ListCommittedOffsets(context.Background(), schemas.TopicDecisions)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := map[int32]int64{}
-	lsos.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset })
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(schemas.TopicDecisions),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
 	seen := map[string]int{}
-	pos := map[int32]int64{}
-	done := func() bool {
-		for p, o := range want {
-			if pos[p] < o {
-				return false
-			}
+	readCommitted(t, brokers, schemas.TopicDecisions, func(r *kgo.Record) {
+		var d struct {
+			Event struct {
+				ID string `json:"id"`
+			} `json:"event"`
 		}
-		return true
-	}
-	for deadline := time.Now().Add(2 * time.Minute); !done() && time.Now().Before(deadline); {
-		pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		fs := cl.PollFetches(pctx)
-		pcancel()
-		fs.EachError(func(_ string, p int32, err error) {
-			if err != context.DeadlineExceeded {
-				t.Logf("fetch decisions/%d: %v", p, err)
-			}
-		})
-		fs.EachRecord(func(r *kgo.Record) {
-			pos[r.Partition] = r.Offset + 1
-			if r.Attrs.IsControl() {
-				return
-			}
-			var d struct {
-				Event struct {
-					ID string `json:"id"`
-				} `json:"event"`
-			}
-			if json.Unmarshal(r.Value, &d) == nil {
-				seen[d.Event.ID]++
-			}
-		})
-	}
+		if json.Unmarshal(r.Value, &d) == nil {
+			seen[d.Event.ID]++
+		}
+	})
 	// No event has two committed decisions.
 	for id, c := range seen {
 		if c != 1 {
@@ -385,50 +412,111 @@ func TestChaos(t *testing.T) {
 	}
 
 	// Every committed $incident.confirmed reached the endpoint.
-	icl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(schemas.TopicIncidents),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer icl.Close()
-	incidents := map[string]bool{}
-	for idle := 0; idle < 3; {
-		pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Second)
-		fs := icl.PollFetches(pctx)
-		pcancel()
-		if fs.NumRecords() == 0 {
-			idle++
-			continue
-		}
-		fs.EachRecord(func(r *kgo.Record) {
-			var nt schemas.Notification
-			if json.Unmarshal(r.Value, &nt) == nil && nt.Type == schemas.NotifyIncidentConfirmed {
-				incidents[webhooker.DeliveryID("default", "ep", nt.ID)] = true
+	// incidents: delivery id → the body the webhooker must send.
+	incidents := map[string][]byte{}
+	readCommitted(t, brokers, schemas.TopicIncidents, func(r *kgo.Record) {
+		var nt schemas.Notification
+		if json.Unmarshal(r.Value, &nt) == nil && nt.Type == schemas.NotifyIncidentConfirmed {
+			body, err := webhooker.Body(&nt)
+			if err != nil {
+				t.Errorf("incident %s: %v", nt.ID, err)
 			}
-		})
-	}
+			incidents[webhooker.DeliveryID("default", "ep", nt.ID)] = body
+		}
+	})
 	if len(incidents) != int(risky.Load()) {
 		t.Fatalf("%d incidents on the topic for %d denied logins", len(incidents), risky.Load())
 	}
-	missing := func() (m int) {
-		recvMu.Lock()
-		defer recvMu.Unlock()
-		for id := range incidents {
-			if received[id] == 0 {
-				m++
-			}
+	// Deliveries the receiver refused wait on the retry tiers: the first
+	// retry comes 30 s (+10% jitter) after the failure, and the circuit
+	// breaker defers every delivery for a cooldown (30 s) after five
+	// failures in a row, so a delivery deferred again at its second attempt
+	// waits 2 minutes more. Wait for that, plus a minute for the consumer
+	// groups to settle after the restarts; it returns as soon as all are in.
+	deadline = time.Now().Add(time.Minute)
+	if !recvUpAt.IsZero() {
+		retry := time.Duration(float64(webhooker.DefaultSchedule[1]) * (1 + webhooker.DefaultJitter))
+		if d := recvUpAt.Add(webhooker.DefaultBreakerCooldown + retry + time.Minute); d.After(deadline) {
+			deadline = d
 		}
-		return m
 	}
-	for deadline := time.Now().Add(time.Minute); missing() > 0 && time.Now().Before(deadline); {
+	if m := rc.missing(incidents); m > 0 {
+		note("%d of %d incidents not delivered yet; waiting up to %v", m, len(incidents), time.Until(deadline).Round(time.Second))
+	}
+	for rc.missing(incidents) > 0 && rc.rejected() == 0 && time.Now().Before(deadline) {
 		time.Sleep(200 * time.Millisecond)
 	}
-	if m := missing(); m > 0 {
+	rep := rc.check(incidents)
+	for i, p := range rep.problems {
+		if i == 10 {
+			t.Errorf("... and %d more", len(rep.problems)-10)
+			break
+		}
+		t.Error(p)
+	}
+	if len(rep.problems) > 0 {
+		t.FailNow()
+	}
+	if m := rc.missing(incidents); m > 0 {
 		t.Fatalf("%d of %d incidents never delivered", m, len(incidents))
 	}
-	recvMu.Lock()
-	t.Logf("%d incidents, all delivered (%d distinct delivery ids received)", len(incidents), len(received))
-	recvMu.Unlock()
+	note("%d incidents, all delivered and signed: %d processed once each (%d requests answered 2xx, %d of them repeats); "+
+		"%d processed on a retry (attempt up to %d)", len(incidents), rep.processed, rep.requests, rep.duplicates, rep.retried, rep.maxAttempt)
+	if !recvUpAt.IsZero() {
+		note("receiver outage: %d denied logins accepted while it was down; %d requests refused (%d answered 503, %d connections dropped) for %d delivery ids",
+			riskyWhileDown.Load(), rep.refused, rep.refused-rep.dropped, rep.dropped, rep.refusedIDs)
+		if rep.refused == 0 || riskyWhileDown.Load() == 0 {
+			t.Fatal("the receiver's outage refused no delivery, or no incident was raised during it: it tested nothing")
+		}
+	}
+}
+
+// readCommitted calls fn with every committed record of topic (control
+// records excluded), reading each partition up to its last stable offset.
+func readCommitted(t *testing.T, brokers, topic string, fn func(*kgo.Record)) {
+	t.Helper()
+	adm := kadm.NewClient(mustClient(t, brokers))
+	lsos, err := adm.ListCommittedOffsets(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]int64{}
+	lsos.Each(func(o kadm.ListedOffset) { want[o.Partition] = o.Offset })
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	pos := map[int32]int64{}
+	done := func() bool {
+		for p, o := range want {
+			if pos[p] < o {
+				return false
+			}
+		}
+		return true
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !done() && time.Now().Before(deadline) {
+		pctx, pcancel := context.WithTimeout(context.Background(), 2*time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		fs.EachError(func(_ string, p int32, err error) {
+			if err != context.DeadlineExceeded {
+				t.Logf("fetch %s/%d: %v", topic, p, err)
+			}
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			pos[r.Partition] = r.Offset + 1
+			if !r.Attrs.IsControl() {
+				fn(r)
+			}
+		})
+	}
+	if !done() {
+		t.Fatalf("%s: read up to offsets %v in 2 minutes, last stable offsets %v", topic, pos, want)
+	}
 }
 
 func mustClient(t *testing.T, brokers string) *kgo.Client {
