@@ -37,7 +37,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func TestMain(m *testing.M) { chtest.Main(m) }
+func TestMain(m *testing.M) {
+	code := chtest.Run(m)
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath)) // about 50 MB a run
+	}
+	os.Exit(code)
+}
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {

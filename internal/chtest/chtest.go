@@ -53,6 +53,10 @@ func Main(m *testing.M) {
 	os.Exit(run(m))
 }
 
+// Run is Main without the exit, for a TestMain with cleanup of its own: it
+// returns the exit code.
+func Run(m *testing.M) int { return run(m) }
+
 func run(m *testing.M) int {
 	mu.Lock()
 	mainCalled = true
