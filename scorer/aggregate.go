@@ -29,6 +29,9 @@ type AggregatorConfig struct {
 	Metrics *metrics.Metrics
 }
 
+// aggregatorBatchWait is how long the aggregator collects a short batch.
+const aggregatorBatchWait = 100 * time.Millisecond
+
 // Aggregator is the cross-user stage of the scorer role: it consumes
 // TopicObservations, partitioned by IP, device and mailbox, folds each
 // observation into its key's risk.SharedEntry and writes the entries it
@@ -64,6 +67,11 @@ func NewAggregator(cfg AggregatorConfig, log *slog.Logger) (*Aggregator, error) 
 	a.loop = &txnLoop{
 		name: "aggregator", kafka: cfg.Kafka, txnID: cfg.TransactionalID,
 		group: schemas.GroupAggregator, topic: schemas.TopicObservations, maxPoll: cfg.MaxPollRecords,
+		// Every transaction costs several broker round trips; at low
+		// rates a poll holds a few observations, so the aggregator
+		// collects for a while first. The counts trail the decisions by
+		// this much more, which no threshold notices.
+		batchWait: aggregatorBatchWait,
 		// An entry goes to the partition of the observations it folds.
 		partitioner: kgo.ManualPartitioner(),
 		log:         a.log,

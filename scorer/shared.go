@@ -18,10 +18,10 @@ import (
 // scorer reads its table (a global table, as the lists are).
 //
 // The counts of an event are the table's entry plus the event itself. The
-// table trails the decisions by one aggregator transaction (tens of
+// table trails the decisions by one aggregator transaction (100 to 200
 // milliseconds when the pipeline keeps up), so events of one key decided
-// within that time do not see each other; the counts used are recorded in
-// the decision's signals, and a replay, which reads a table that is ahead
+// within that time do not see each other; the counts used show in the
+// decision's signals, and a replay, which reads a table that is ahead
 // of the events, counts each window as of the event's time bucket rather
 // than exactly as live scoring did (docs/signals.md).
 type SharedTable struct {
