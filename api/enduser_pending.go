@@ -86,19 +86,56 @@ func (p *Pending) Snapshot(ctx context.Context, key []byte) (Snapshot, error) {
 	if o, ok := offs.Lookup(schemas.TopicDecisions, part); ok && o.Err == nil && o.At >= 0 {
 		s.start = o.At
 	}
-	ends, err := p.adm.ListCommittedOffsets(ctx, schemas.TopicDecisions)
-	if err != nil {
-		return Snapshot{}, fmt.Errorf("api: decisions end offsets: %w", err)
+	if s.end, err = p.stableEnd(ctx, part); err != nil {
+		return Snapshot{}, err
 	}
-	e, ok := ends.Lookup(schemas.TopicDecisions, part)
-	if !ok || e.Err != nil {
-		return Snapshot{}, fmt.Errorf("api: decisions end offset of partition %d: %v", part, e.Err)
-	}
-	s.end = e.Offset
 	if s.end-s.start > p.maxScan {
 		return Snapshot{}, fmt.Errorf("%w: %d records pending on partition %d", ErrLagging, s.end-s.start, part)
 	}
 	return s, nil
+}
+
+// maxStableWait bounds how long a Snapshot waits for the transaction open
+// on a decisions partition to end (normally the scorer's batch window and
+// commit, about 10 ms). Only a scorer that died in the middle of one makes
+// it last longer (until the transaction times out); the read then goes on
+// without what that transaction wrote.
+const maxStableWait = 2 * time.Second
+
+// stableEnd is the last stable offset of the decisions partition once
+// everything written to it before the call is committed or aborted. The
+// scorer answers a scored call (risk, filter, authenticate) as soon as its
+// decision is written, before its transaction commits (docs/architecture.md,
+// Scored calls), so a read right after the answer waits here, for the end
+// of at most one transaction, to show the decision.
+func (p *Pending) stableEnd(ctx context.Context, part int32) (int64, error) {
+	offset := func(list func(context.Context, ...string) (kadm.ListedOffsets, error), what string) (int64, error) {
+		ends, err := list(ctx, schemas.TopicDecisions)
+		if err != nil {
+			return 0, fmt.Errorf("api: decisions %s: %w", what, err)
+		}
+		e, ok := ends.Lookup(schemas.TopicDecisions, part)
+		if !ok || e.Err != nil {
+			return 0, fmt.Errorf("api: decisions %s of partition %d: %v", what, part, e.Err)
+		}
+		return e.Offset, nil
+	}
+	written, err := offset(p.adm.ListEndOffsets, "end offsets")
+	if err != nil {
+		return 0, err
+	}
+	deadline := time.Now().Add(maxStableWait)
+	for wait := time.Millisecond; ; wait = min(2*wait, 10*time.Millisecond) {
+		stable, err := offset(p.adm.ListCommittedOffsets, "last stable offsets")
+		if err != nil || stable >= written || time.Now().After(deadline) {
+			return stable, err
+		}
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return 0, fmt.Errorf("api: decisions last stable offsets: %w", ctx.Err())
+		}
+	}
 }
 
 func (p *Pending) partitionCount(ctx context.Context) (int, error) {

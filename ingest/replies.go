@@ -25,6 +25,14 @@ import (
 // Every instance reads every partition of TopicReplies from the end offsets
 // it saw at start (read committed) and keeps only its own replies. Replies
 // carry only synchronous calls, so the fan-out is small.
+//
+// The scorer sends a scored call's reply outside its transaction, as soon
+// as the decision is written (docs/architecture.md, Scored calls): such
+// replies are not transactional, so a waiting fetch returns them at once.
+// An end-user command's reply commits with its decision and shows then. A
+// reply can come twice (its event decided again after an aborted
+// transaction, with the same decision): the first answers the request, the
+// second finds no waiter and is dropped.
 type Replies struct {
 	instance string
 	cl       *kgo.Client

@@ -35,11 +35,14 @@ type Config struct {
 	TransactionalID string
 	// MaxPollRecords bounds one transaction.
 	MaxPollRecords int
-	// BatchWait is how long a poll that returned fewer than MaxPollRecords
-	// keeps collecting before the transaction starts. Every transaction
-	// costs several broker round trips, so under load a few milliseconds
-	// here buy much larger transactions; it adds at most this much to a
-	// scored call's latency.
+	// BatchWait is how long a transaction stays open for more records
+	// after it began, while it holds fewer than MaxPollRecords. Every
+	// transaction costs several broker round trips (produce, offsets
+	// commit, heartbeat, EndTxn), so under load a few milliseconds here buy
+	// much larger transactions. The records polled meanwhile are decided,
+	// produced and replied to at once: it delays the commit, not a scored
+	// call's answer (only a read right after the answer waits for the
+	// commit, see api.Pending).
 	BatchWait time.Duration
 	// Metrics records decisions and transactions (optional).
 	Metrics *metrics.Metrics
@@ -68,6 +71,7 @@ type Worker struct {
 	sess    *kgo.GroupTransactSession
 	store   *stateStore
 	lag     *metrics.LagTracker
+	replies *replier
 }
 
 // New connects a worker to the brokers. Call Run to start it.
@@ -79,11 +83,16 @@ func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
 	w.store = newStateStore(cfg.Kafka, decider.NewState, w.log)
 	w.store.metrics = cfg.Metrics
 	w.lag = cfg.Metrics.ConsumerLag(schemas.GroupScorer, metrics.ReadCommitted())
-	sess, err := w.newSession()
+	replies, err := newReplier(cfg.Kafka, w.log)
 	if err != nil {
 		return nil, err
 	}
-	w.sess = sess
+	sess, err := w.newSession()
+	if err != nil {
+		replies.close()
+		return nil, err
+	}
+	w.sess, w.replies = sess, replies
 	return w, nil
 }
 
@@ -132,13 +141,12 @@ func (w *Worker) newSession() (*kgo.GroupTransactSession, error) {
 // An open transaction is aborted on shutdown; its events are decided again
 // by whichever worker owns their partition next.
 func (w *Worker) Run(ctx context.Context) error {
-	defer func() { w.sess.Close(); w.lag.ForgetAll() }()
+	defer func() { w.sess.Close(); w.replies.close(); w.lag.ForgetAll() }()
 	for {
 		fetches := w.sess.PollRecords(ctx, w.cfg.MaxPollRecords)
 		if fetches.IsClientClosed() || ctx.Err() != nil {
 			return nil
 		}
-		fetches = w.collect(ctx, fetches)
 		fetches.EachError(func(topic string, p int32, err error) {
 			w.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
 		})
@@ -149,7 +157,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			continue
 		}
 		start := time.Now()
-		err := w.transact(ctx, fetches)
+		fetches, err := w.transact(ctx, fetches)
 		w.cfg.Metrics.Transaction(time.Since(start), err)
 		if err == nil {
 			w.lag.Observe(fetches)
@@ -167,26 +175,26 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 }
 
-// collect keeps polling for up to BatchWait while the batch is short.
-func (w *Worker) collect(ctx context.Context, fetches kgo.Fetches) kgo.Fetches {
-	if w.cfg.BatchWait <= 0 || fetches.NumRecords() == 0 {
-		return fetches
+// pollMore polls, until deadline, for up to max more records to decide in
+// the open transaction. It returns false when the transaction should end
+// now: the deadline passed, a rebalance is under way, or ctx ended.
+func (w *Worker) pollMore(ctx context.Context, deadline time.Time, max int) (kgo.Fetches, bool) {
+	left := time.Until(deadline)
+	if left <= 0 || max <= 0 || w.store.dropOnNextPoll.Load() {
+		return nil, false
 	}
-	deadline := time.Now().Add(w.cfg.BatchWait)
-	for n := fetches.NumRecords(); n < w.cfg.MaxPollRecords; n = fetches.NumRecords() {
-		left := time.Until(deadline)
-		if left <= 0 {
-			break
-		}
-		pctx, cancel := context.WithTimeout(ctx, left)
-		more := w.sess.PollRecords(pctx, w.cfg.MaxPollRecords-n)
-		cancel()
-		if more.IsClientClosed() || ctx.Err() != nil {
-			break
-		}
-		fetches = append(fetches, more...)
+	pctx, cancel := context.WithTimeout(ctx, left)
+	defer cancel()
+	more := w.sess.PollRecords(pctx, max)
+	if more.IsClientClosed() || ctx.Err() != nil {
+		return nil, false
 	}
-	return fetches
+	more.EachError(func(topic string, p int32, err error) {
+		if !errors.Is(err, context.DeadlineExceeded) {
+			w.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
+		}
+	})
+	return more, true
 }
 
 // restart replaces the session after a failed transaction. The state of
@@ -208,7 +216,9 @@ func (w *Worker) restart(ctx context.Context) error {
 	}, b)
 }
 
-func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
+// transact decides fetches, and what more arrives within BatchWait, in one
+// transaction, and returns all it decided.
+func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) (kgo.Fetches, error) {
 	// Restore newly owned partitions before the transaction starts, so a
 	// long restore cannot outlive the transaction timeout.
 	var rerr error
@@ -218,16 +228,18 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	})
 	if rerr != nil {
-		return fmt.Errorf("scorer: restore state: %w", rerr)
+		return fetches, fmt.Errorf("scorer: restore state: %w", rerr)
 	}
 	if err := w.sess.Begin(); err != nil {
-		return fmt.Errorf("scorer: begin transaction: %w", err)
+		return fetches, fmt.Errorf("scorer: begin transaction: %w", err)
 	}
+	deadline := time.Now().Add(w.cfg.BatchWait)
 	var (
 		mu      sync.Mutex
 		prodErr error
 	)
-	promise := func(_ *kgo.Record, err error) {
+	promise := func(r *kgo.Record, err error) {
+		w.afterProduce(r, err)
 		if err != nil {
 			mu.Lock()
 			prodErr = errors.Join(prodErr, err)
@@ -235,7 +247,7 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	}
 	var procErr error
-	fetches.EachRecord(func(r *kgo.Record) {
+	decide := func(r *kgo.Record) {
 		if procErr != nil {
 			return
 		}
@@ -247,7 +259,23 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 		for _, out := range outs {
 			w.sess.Produce(ctx, out, promise)
 		}
-	})
+	}
+	fetches.EachRecord(decide)
+	// Records that arrive while the transaction is open join it and are
+	// decided as they come. A partition newly assigned meanwhile is
+	// restored in the transaction (by process), which a transaction outlives
+	// unless the changelog is huge; then it fails and is retried, restored
+	// before it begins.
+	for procErr == nil {
+		more, ok := w.pollMore(ctx, deadline, w.cfg.MaxPollRecords-fetches.NumRecords())
+		if !ok {
+			break
+		}
+		more.EachRecord(decide)
+		if more.NumRecords() > 0 {
+			fetches = append(fetches, more...)
+		}
+	}
 	if procErr != nil {
 		prodErr = errors.Join(prodErr, procErr)
 	}
@@ -256,17 +284,17 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) error {
 	mu.Unlock()
 	committed, err := w.sess.End(ctx, try)
 	if err != nil {
-		return fmt.Errorf("scorer: end transaction: %w", err)
+		return fetches, fmt.Errorf("scorer: end transaction: %w", err)
 	}
 	mu.Lock()
 	defer mu.Unlock()
 	if prodErr != nil {
-		return fmt.Errorf("scorer: produce decisions: %w", prodErr)
+		return fetches, fmt.Errorf("scorer: produce decisions: %w", prodErr)
 	}
 	if !committed {
-		return errors.New("scorer: transaction aborted by a rebalance")
+		return fetches, errors.New("scorer: transaction aborted by a rebalance")
 	}
-	return nil
+	return fetches, nil
 }
 
 // process turns one event record into its decision record, the user's new
@@ -298,7 +326,7 @@ func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, err
 	hdr := []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("decision.v1")}}
 	out := []*kgo.Record{{Topic: schemas.TopicDecisions, Key: r.Key, Value: b, Headers: hdr}}
 	if ev.ReplyTo != "" {
-		out = append(out, &kgo.Record{Topic: schemas.TopicReplies, Key: []byte(ev.ReplyTo), Value: b, Headers: hdr})
+		out = w.reply(out, &ev, b, hdr)
 	}
 	for i := range notes {
 		nb, err := json.Marshal(&notes[i])

@@ -257,7 +257,7 @@ func (s *scorerFlags) register(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&s.transactionalID, "scorer-transactional-id", "moat-scorer-"+host, "Kafka transactional id, unique per scorer instance and stable across its restarts")
 	fs.IntVar(&s.maxPoll, "scorer-max-poll", 10_000, "events per scorer transaction at most")
-	fs.DurationVar(&s.batchWait, "scorer-batch-wait", 0, "how long the scorer collects a short batch before its transaction (adds at most this to risk latency)")
+	fs.DurationVar(&s.batchWait, "scorer-batch-wait", 10*time.Millisecond, "how long a scorer transaction stays open for more events (fewer transactions, less CPU); they are decided and risk calls answered as they come, only the commit waits")
 	fs.BoolVar(&s.crossUser, "cross-user-signals", true, "run the aggregator and score the cross-user signals (high_activity_ip/device, multiple_accounts_per_device, cross-user credential_stuffing)")
 	fs.IntVar(&s.sharedKeys, "shared-keys-per-partition", 1<<14, "IPs, devices and mailboxes the cross-user state keeps per partition (least recently seen evicted)")
 	s.registerKey(fs)
