@@ -2,7 +2,6 @@ package projector
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -42,24 +41,7 @@ type subject struct {
 
 func subjectOf(d *schemas.Decision) subject {
 	ev := &d.Event
-	return subject{app: ev.AppID, user: ev.User.ID, email: eventEmail(ev), at: ev.ReceivedAt}
-}
-
-// eventEmail is the email an event is about: the user's, or the filter
-// call's form email (as the scorer reads it).
-func eventEmail(ev *schemas.Event) string {
-	if ev.User.Email != "" {
-		return ev.User.Email
-	}
-	if len(ev.Params) > 0 {
-		var p struct {
-			Email string `json:"email"`
-		}
-		if json.Unmarshal(ev.Params, &p) == nil {
-			return p.Email
-		}
-	}
-	return ""
+	return subject{app: ev.AppID, user: ev.User.ID, email: ev.Email(), at: ev.ReceivedAt}
 }
 
 // erasure is a user.delete command to carry out in ClickHouse: every row

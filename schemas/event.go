@@ -225,3 +225,20 @@ func (e *Event) Key() []byte {
 	}
 	return []byte(e.AppID + "\x00" + sub)
 }
+
+// Email is the email the event is about: the user's, or the form email of
+// a filter call (params.email).
+func (e *Event) Email() string {
+	if e.User.Email != "" {
+		return e.User.Email
+	}
+	if len(e.Params) > 0 {
+		var p struct {
+			Email string `json:"email"`
+		}
+		if json.Unmarshal(e.Params, &p) == nil {
+			return p.Email
+		}
+	}
+	return ""
+}

@@ -110,7 +110,7 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter, Proxy: g.Proxy, Tor: g.Tor}
 	}
 	var emailInfo *schemas.EmailInfo
-	if email := eventEmail(ev); email != "" {
+	if email := ev.Email(); email != "" {
 		e := d.enr.Email.Check(email)
 		in.Email = risk.EmailInfo{Normalized: e.Normalized, Domain: e.Domain, Address: email, Valid: e.Valid, Disposable: e.Disposable, Generated: e.Generated}
 		if e.Aliased {
@@ -247,23 +247,6 @@ func (d *Decider) feedback(ev *schemas.Event, st *UserState) (schemas.Decision, 
 		notes = append(notes, NewNotification(schemas.NotifyIncidentConfirmed, &dec))
 	}
 	return dec, notes
-}
-
-// eventEmail is the email the event is about: the user's, or the filter
-// call's form email.
-func eventEmail(ev *schemas.Event) string {
-	if ev.User.Email != "" {
-		return ev.User.Email
-	}
-	if len(ev.Params) > 0 {
-		var p struct {
-			Email string `json:"email"`
-		}
-		if json.Unmarshal(ev.Params, &p) == nil {
-			return p.Email
-		}
-	}
-	return ""
 }
 
 // notifications raises Castle's security webhooks: $incident.confirmed

@@ -37,7 +37,7 @@ func listValues(ev *schemas.Event, dev *schemas.Device, ip *schemas.IPInfo, emai
 		set(schemas.ListFieldIPCountryCode, strings.ToUpper(ip.CountryCode))
 	}
 	set(schemas.ListFieldUserID, ev.User.ID)
-	set(schemas.ListFieldUserEmail, strings.ToLower(strings.TrimSpace(eventEmail(ev))))
+	set(schemas.ListFieldUserEmail, strings.ToLower(strings.TrimSpace(ev.Email())))
 	if email != nil {
 		set(schemas.ListFieldEmailNormalized, email.Normalized)
 		set(schemas.ListFieldEmailDomain, email.Domain)

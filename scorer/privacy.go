@@ -46,7 +46,7 @@ func (w *Worker) privacy(ctx context.Context, r *kgo.Record, ev *schemas.Event) 
 		return []*kgo.Record{rec}, true, err
 	}
 	e := w.cfg.Erasures
-	if e == nil || !e.Forgotten(ev.AppID, ev.User.ID, eventEmail(ev), ev.ReceivedAt) {
+	if e == nil || !e.Forgotten(ev.AppID, ev.User.ID, ev.Email(), ev.ReceivedAt) {
 		return nil, false, nil
 	}
 	if ev.ReplyTo == "" {
