@@ -65,17 +65,20 @@ func NewAggregator(cfg AggregatorConfig, log *slog.Logger) (*Aggregator, error) 
 	}
 	a := &Aggregator{cfg: cfg, log: log.With("role", "aggregator"), parts: map[int32]map[string]*risk.SharedEntry{}}
 	a.loop = &txnLoop{
-		name: "aggregator", kafka: cfg.Kafka, txnID: cfg.TransactionalID,
-		group: schemas.GroupAggregator, topic: schemas.TopicObservations, maxPoll: cfg.MaxPollRecords,
+		txnSession: txnSession{
+			name: "aggregator", kafka: cfg.Kafka, txnID: cfg.TransactionalID,
+			group: schemas.GroupAggregator, topic: schemas.TopicObservations,
+			// An entry goes to the partition of the observations it folds.
+			partitioner: kgo.ManualPartitioner(),
+			log:         a.log,
+		},
+		maxPoll: cfg.MaxPollRecords,
 		// Every transaction costs several broker round trips; at low
 		// rates a poll holds a few observations, so the aggregator
 		// collects for a while first. The counts trail the decisions by
 		// this much more, which no threshold notices.
 		batchWait: aggregatorBatchWait,
-		// An entry goes to the partition of the observations it folds.
-		partitioner: kgo.ManualPartitioner(),
-		log:         a.log,
-		lag:         cfg.Metrics.ConsumerLag(schemas.GroupAggregator, metrics.ReadCommitted()),
+		lag:       cfg.Metrics.ConsumerLag(schemas.GroupAggregator, metrics.ReadCommitted()),
 		restore: func(ctx context.Context, p int32) error {
 			if a.parts[p] != nil {
 				return nil

@@ -19,7 +19,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/moat-dev/moat/internal/kafka"
 	"github.com/moat-dev/moat/internal/metrics"
 	"github.com/moat-dev/moat/schemas"
@@ -87,7 +86,7 @@ func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	sess, err := w.newSession()
+	sess, err := w.session().open()
 	if err != nil {
 		replies.close()
 		return nil, err
@@ -96,45 +95,28 @@ func New(cfg Config, decider *Decider, log *slog.Logger) (*Worker, error) {
 	return w, nil
 }
 
-func (w *Worker) newSession() (*kgo.GroupTransactSession, error) {
-	cfg := w.cfg
-	opts := append(append(kafka.ClientOpts(cfg.Kafka, w.log, "moat-scorer"), kafka.GroupOpts()...),
-		kgo.TransactionalID(cfg.TransactionalID),
-		// A transaction holds one poll (well under a second); a short
-		// timeout lets a crashed instance's open transaction be aborted
-		// quickly so its partitions move on.
-		kgo.TransactionTimeout(10*time.Second),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumerGroup(schemas.GroupScorer),
-		kgo.ConsumeTopics(schemas.TopicEvents),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ProducerLinger(0),
+// session is how the worker opens its transactional session.
+func (w *Worker) session() *txnSession {
+	return &txnSession{
+		name: "scorer", kafka: w.cfg.Kafka, txnID: w.cfg.TransactionalID,
+		group: schemas.GroupScorer, topic: schemas.TopicEvents,
 		// Changelog records carry the partition of the event they come
 		// from; every other record is placed by its key (murmur2).
-		kgo.RecordPartitioner(kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
+		partitioner: kgo.BasicConsistentPartitioner(func(topic string) func(*kgo.Record, int) int {
 			if topic == schemas.TopicScorerState {
 				return func(r *kgo.Record, _ int) int { return int(r.Partition) }
 			}
 			p := kgo.StickyKeyPartitioner(nil).ForTopic(topic)
 			return func(r *kgo.Record, n int) int { return p.Partition(r, n) }
-		})),
+		}),
+		log: w.log,
 		// A rebalance may hand our partitions to another worker: forget
 		// their users, the next owner restores them from the changelog.
-		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
+		revoked: func(ps map[string][]int32) {
 			w.store.dropOnNextPoll.Store(true)
 			w.lag.Forget(ps)
-		}),
-		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
-			w.store.dropOnNextPoll.Store(true)
-			w.lag.Forget(ps)
-		}),
-	)
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("scorer: create kafka session: %w", err)
+		},
 	}
-	return sess, nil
 }
 
 // Run consumes until ctx ends, then leaves the group and closes the client.
@@ -197,23 +179,15 @@ func (w *Worker) pollMore(ctx context.Context, deadline time.Time, max int) (kgo
 	return more, true
 }
 
-// restart replaces the session after a failed transaction. The state of
-// the old transaction is unknown (the broker may have gone away mid-commit),
-// so the old client is dropped; the new one fences it with the same
-// transactional id, the coordinator aborts whatever it left open, and the
-// group resumes from the last committed offsets.
+// restart replaces the session after a failed transaction (see
+// txnSession.reopen).
 func (w *Worker) restart(ctx context.Context) error {
-	w.sess.Close()
-	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
-	return backoff.Retry(func() error {
-		sess, err := w.newSession()
-		if err != nil {
-			w.log.Warn("reconnect failed", "err", err)
-			return err
-		}
-		w.sess = sess
-		return nil
-	}, b)
+	sess, err := w.session().reopen(ctx, w.sess)
+	if err != nil {
+		return err
+	}
+	w.sess = sess
+	return nil
 }
 
 // transact decides fetches, and what more arrives within BatchWait, in one

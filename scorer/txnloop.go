@@ -23,16 +23,10 @@ import (
 // and starts again from the last commit with a new session, which fences
 // the old one.
 type txnLoop struct {
-	name        string // prefixes errors; the client id is "moat-"+name
-	kafka       kafka.Config
-	txnID       string
-	group       string
-	topic       string
-	maxPoll     int
-	batchWait   time.Duration
-	partitioner kgo.Partitioner
-	log         *slog.Logger
-	lag         *metrics.LagTracker
+	txnSession
+	maxPoll   int
+	batchWait time.Duration
+	lag       *metrics.LagTracker
 	// observe records each transaction's duration and outcome (optional).
 	observe func(time.Duration, error)
 
@@ -59,40 +53,16 @@ type txnLoop struct {
 
 // connect creates the loop's session; call it once before run.
 func (l *txnLoop) connect() error {
-	sess, err := l.newSession()
+	l.revoked = func(ps map[string][]int32) {
+		l.drop.Store(true)
+		l.lag.Forget(ps)
+	}
+	sess, err := l.open()
 	if err != nil {
 		return err
 	}
 	l.sess = sess
 	return nil
-}
-
-func (l *txnLoop) newSession() (*kgo.GroupTransactSession, error) {
-	forget := func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
-		l.drop.Store(true)
-		l.lag.Forget(ps)
-	}
-	opts := append(append(kafka.ClientOpts(l.kafka, l.log, "moat-"+l.name), kafka.GroupOpts()...),
-		kgo.TransactionalID(l.txnID),
-		// A transaction holds one poll (well under a second); a short
-		// timeout lets a crashed instance's open transaction be aborted
-		// quickly so its partitions move on.
-		kgo.TransactionTimeout(10*time.Second),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.ConsumerGroup(l.group),
-		kgo.ConsumeTopics(l.topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.RequireStableFetchOffsets(),
-		kgo.ProducerLinger(0),
-		kgo.RecordPartitioner(l.partitioner),
-		kgo.OnPartitionsRevoked(forget),
-		kgo.OnPartitionsLost(forget),
-	)
-	sess, err := kgo.NewGroupTransactSession(opts...)
-	if err != nil {
-		return nil, fmt.Errorf("%s: create kafka session: %w", l.name, err)
-	}
-	return sess, nil
 }
 
 // run consumes until ctx ends, then leaves the group and closes the client.
@@ -129,9 +99,11 @@ func (l *txnLoop) run(ctx context.Context) error {
 		}
 		l.log.Error("transaction failed; the batch will be processed again", "err", err)
 		l.reset()
-		if err := l.restart(ctx); err != nil {
+		sess, err := l.reopen(ctx, l.sess)
+		if err != nil {
 			return nil // ctx ended while reconnecting
 		}
+		l.sess = sess
 	}
 }
 
@@ -155,25 +127,6 @@ func (l *txnLoop) collect(ctx context.Context, fetches kgo.Fetches) kgo.Fetches 
 		fetches = append(fetches, more...)
 	}
 	return fetches
-}
-
-// restart replaces the session after a failed transaction. The state of
-// the old transaction is unknown (the broker may have gone away
-// mid-commit), so the old client is dropped; the new one fences it with
-// the same transactional id, the coordinator aborts whatever it left open,
-// and the group resumes from the last committed offsets.
-func (l *txnLoop) restart(ctx context.Context) error {
-	l.sess.Close()
-	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
-	return backoff.Retry(func() error {
-		sess, err := l.newSession()
-		if err != nil {
-			l.log.Warn("reconnect failed", "err", err)
-			return err
-		}
-		l.sess = sess
-		return nil
-	}, b)
 }
 
 func (l *txnLoop) transact(ctx context.Context, fetches kgo.Fetches) error {
@@ -224,4 +177,65 @@ func (l *txnLoop) transact(ctx context.Context, fetches kgo.Fetches) error {
 		return fmt.Errorf("%s: transaction aborted by a rebalance", l.name)
 	}
 	return nil
+}
+
+// txnSession opens the transactional consumer sessions
+// (GroupTransactSession) of the scorer role's stages: one input topic in
+// one consumer group, read committed, offsets committed with the records a
+// transaction produces.
+type txnSession struct {
+	name        string // prefixes errors; the client id is "moat-"+name
+	kafka       kafka.Config
+	txnID       string
+	group       string
+	topic       string
+	partitioner kgo.Partitioner
+	log         *slog.Logger
+	// revoked is told of the partitions a rebalance took away (from the
+	// client's goroutine): the stage must forget their state.
+	revoked func(map[string][]int32)
+}
+
+func (s *txnSession) open() (*kgo.GroupTransactSession, error) {
+	forget := func(_ context.Context, _ *kgo.Client, ps map[string][]int32) { s.revoked(ps) }
+	opts := append(append(kafka.ClientOpts(s.kafka, s.log, "moat-"+s.name), kafka.GroupOpts()...),
+		kgo.TransactionalID(s.txnID),
+		// A transaction holds one poll (well under a second); a short
+		// timeout lets a crashed instance's open transaction be aborted
+		// quickly so its partitions move on.
+		kgo.TransactionTimeout(10*time.Second),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.ConsumerGroup(s.group),
+		kgo.ConsumeTopics(s.topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.ProducerLinger(0),
+		kgo.RecordPartitioner(s.partitioner),
+		kgo.OnPartitionsRevoked(forget),
+		kgo.OnPartitionsLost(forget),
+	)
+	sess, err := kgo.NewGroupTransactSession(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: create kafka session: %w", s.name, err)
+	}
+	return sess, nil
+}
+
+// reopen replaces old after a failed transaction. The state of the old
+// transaction is unknown (the broker may have gone away mid-commit), so
+// the old client is dropped; the new one fences it with the same
+// transactional id, the coordinator aborts whatever it left open, and the
+// group resumes from the last committed offsets. It retries until ctx ends.
+func (s *txnSession) reopen(ctx context.Context, old *kgo.GroupTransactSession) (*kgo.GroupTransactSession, error) {
+	old.Close()
+	var sess *kgo.GroupTransactSession
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(0), backoff.WithMaxInterval(5*time.Second)), ctx)
+	err := backoff.Retry(func() error {
+		var err error
+		if sess, err = s.open(); err != nil {
+			s.log.Warn("reconnect failed", "err", err)
+		}
+		return err
+	}, b)
+	return sess, err
 }
