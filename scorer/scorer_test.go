@@ -12,11 +12,11 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/kafka/kafkatest"
 	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/moat-dev/moat/scorer/fingerprint"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -50,24 +50,7 @@ type cluster struct {
 
 func newCluster(t *testing.T) cluster {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg := kafka.DefaultConfig()
-	cfg.Brokers = c.ListenAddrs()
-	cfg.Partitions = 3
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cl, cfg, schemas.AllTopics()...); err != nil {
-		t.Fatal(err)
-	}
+	_, cfg, cl := kafkatest.Cluster(t, 3)
 	return cluster{cfg: cfg, cl: cl}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/kafka/kafkatest"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,24 +24,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // newCluster starts a kfake broker over TCP with Moat's topics.
 func newCluster(t *testing.T) (*kfake.Cluster, kafka.Config) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg := kafka.DefaultConfig()
-	cfg.Brokers = c.ListenAddrs()
-	cfg.Partitions = 3
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cl, cfg, schemas.AllTopics()...); err != nil {
-		t.Fatal(err)
-	}
+	c, cfg, _ := kafkatest.Cluster(t, 3)
 	return c, cfg
 }
 

@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/kafka/kafkatest"
 	"github.com/moat-dev/moat/schemas"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -69,24 +69,7 @@ func TestDecodeRecordRejectsIncomplete(t *testing.T) {
 
 func newCluster(t *testing.T) (kafka.Config, *kgo.Client) {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	cfg := kafka.DefaultConfig()
-	cfg.Brokers = c.ListenAddrs()
-	cfg.Partitions = 3
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cl, cfg, schemas.AllTopics()...); err != nil {
-		t.Fatal(err)
-	}
+	_, cfg, cl := kafkatest.Cluster(t, 3)
 	return cfg, cl
 }
 
