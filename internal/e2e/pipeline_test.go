@@ -255,8 +255,17 @@ func TestAuthAndTenantIsolation(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	token := list.Data[0].Token
-	if code, body := s.Do("GET", "/v1/devices/"+token, a, ""); code != 200 || !strings.Contains(body, `"user_id":"victim"`) {
-		t.Fatalf("app a device: %d %s", code, body)
+	// The device's owner is looked up in device_users, another view of the
+	// same insert, which can show a moment after device_states: poll.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		code, body := s.Do("GET", "/v1/devices/"+token, a, "")
+		if code == 200 && strings.Contains(body, `"user_id":"victim"`) {
+			break
+		}
+		if code != 404 || time.Now().After(deadline) {
+			t.Fatalf("app a device: %d %s", code, body)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	if code, body := s.Do("GET", "/v1/users/victim/devices", b, ""); code != 200 || !strings.Contains(body, `"total_count":0`) {
 		t.Errorf("app b sees app a's devices: %d %s", code, body)
