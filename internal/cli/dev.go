@@ -54,12 +54,10 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		dataDir   string
 		kafkaPort int
 		chPort    int
-		debugAddr string
 		kafkaSync bool
 	)
 	lf.register(fs)
 	fs.BoolVar(&kafkaSync, "kafka-sync", false, "fsync every batch the embedded Kafka acknowledges, so acknowledged events also survive a crash of the machine (a killed process loses nothing either way)")
-	fs.StringVar(&debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (empty: off)")
 	kf.registerTopics(fs)
 	kf.cfg.Compression = "none" // the embedded broker is on loopback: compressing only costs CPU
 	cf.register(fs, "")
@@ -78,9 +76,6 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		log, err := lf.logger()
 		if err != nil {
 			return err
-		}
-		if debugAddr != "" {
-			go servePprof(debugAddr, log)
 		}
 		if os.Getenv("GOGC") == "" {
 			// Every role and the embedded broker share one heap here, and

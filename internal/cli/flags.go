@@ -78,15 +78,17 @@ func (l *listFlag) Set(s string) error {
 	return nil
 }
 
-// logFlags configures logging.
+// logFlags configures logging and the diagnostics every role shares.
 type logFlags struct {
 	level  string
 	format string
+	debug  string
 }
 
 func (l *logFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&l.level, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&l.format, "log-format", "json", "log format: json or text")
+	fs.StringVar(&l.debug, "debug-addr", "", "serve Go's pprof profiles on this address, for operators on loopback (empty: off)")
 }
 
 func (l *logFlags) logger() (*slog.Logger, error) {
@@ -95,13 +97,19 @@ func (l *logFlags) logger() (*slog.Logger, error) {
 		return nil, fmt.Errorf("--log-level: %w", err)
 	}
 	opts := &slog.HandlerOptions{Level: lvl}
+	var log *slog.Logger
 	switch l.format {
 	case "json":
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+		log = slog.New(slog.NewJSONHandler(os.Stderr, opts))
 	case "text":
-		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+		log = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	default:
+		return nil, fmt.Errorf("--log-format: want json or text, got %q", l.format)
 	}
-	return nil, fmt.Errorf("--log-format: want json or text, got %q", l.format)
+	if l.debug != "" {
+		go servePprof(l.debug, log)
+	}
+	return log, nil
 }
 
 // kafkaFlags configures the brokers and topics.
@@ -226,7 +234,7 @@ type projectorFlags struct {
 }
 
 func (p *projectorFlags) register(fs *flag.FlagSet) {
-	fs.IntVar(&p.batchSize, "projector-batch-size", 50_000, "rows per ClickHouse insert at most")
+	fs.IntVar(&p.batchSize, "projector-batch-size", 10_000, "rows per ClickHouse insert at most (and rows held in memory while catching up)")
 	fs.DurationVar(&p.flushInterval, "projector-flush-interval", 500*time.Millisecond, "flush buffered rows at least this often")
 	fs.DurationVar(&p.insertTimeout, "projector-insert-timeout", 30*time.Second, "timeout of one ClickHouse insert attempt")
 }
@@ -256,7 +264,7 @@ type scorerFlags struct {
 func (s *scorerFlags) register(fs *flag.FlagSet) {
 	host, _ := os.Hostname()
 	fs.StringVar(&s.transactionalID, "scorer-transactional-id", "moat-scorer-"+host, "Kafka transactional id, unique per scorer instance and stable across its restarts")
-	fs.IntVar(&s.maxPoll, "scorer-max-poll", 10_000, "events per scorer transaction at most")
+	fs.IntVar(&s.maxPoll, "scorer-max-poll", 2_000, "events per scorer transaction at most (bounds the decisions held in memory while catching up)")
 	fs.DurationVar(&s.batchWait, "scorer-batch-wait", 10*time.Millisecond, "how long a scorer transaction stays open for more events (fewer transactions, less CPU); they are decided and risk calls answered as they come, only the commit waits")
 	fs.BoolVar(&s.crossUser, "cross-user-signals", true, "run the aggregator and score the cross-user signals (high_activity_ip/device, multiple_accounts_per_device, cross-user credential_stuffing)")
 	fs.IntVar(&s.sharedKeys, "shared-keys-per-partition", 1<<14, "IPs, devices and mailboxes the cross-user state keeps per partition (least recently seen evicted)")
