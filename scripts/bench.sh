@@ -15,6 +15,11 @@
 # to split-. The devices path is not available (it is the api's, and moat
 # load has one --url).
 #   SPLIT=1 RATES=5000 DURATION=60s scripts/bench.sh
+# INGEST_ONLY=1 (with SPLIT=1) pauses the scorer and projector (SIGSTOP)
+# while sending and continues them for the drain: ingest and the broker
+# are measured on their own, and every accepted event is still verified in
+# ClickHouse afterwards. PREFIX defaults to ingest-.
+#   SPLIT=1 INGEST_ONLY=1 RATES=10000 DURATION=60s LOAD_ARGS="--target-p99-latency 25ms" scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RATES="${RATES:-1000 3000 5000}"
@@ -22,8 +27,17 @@ DURATION="${DURATION:-60s}"
 OUT="${OUT:-docs/bench}"
 PATHS="${PATHS:-}"
 SPLIT="${SPLIT:-0}"
+INGEST_ONLY="${INGEST_ONLY:-0}"
+if [ "$INGEST_ONLY" = 1 ] && [ "$SPLIT" != 1 ]; then
+	echo "bench: INGEST_ONLY=1 needs SPLIT=1 (the roles it pauses are processes of their own there)" >&2
+	exit 2
+fi
 if [ "$SPLIT" = 1 ]; then
-	PREFIX="${PREFIX-split-}"
+	if [ "$INGEST_ONLY" = 1 ]; then
+		PREFIX="${PREFIX-ingest-}"
+	else
+		PREFIX="${PREFIX-split-}"
+	fi
 	case ",$PATHS" in *,devices=* | *,devices.json=*)
 		echo "bench: SPLIT=1 sends every call to ingest; the devices path is the api role's (moat load has one --url)" >&2
 		exit 2
@@ -159,6 +173,9 @@ else
 	done
 	PIDS="broker=${PID[broker]},ingest=${PID[ingest]},scorer=${PID[scorer]},projector=${PID[projector]},webhooker=${PID[webhooker]},api=${PID[api]},clickhouse=${PID[clickhouse]}"
 	echo "split stack ready: $PIDS" >&2
+	if [ "$INGEST_ONLY" = 1 ]; then
+		LOAD_ARGS="--pause scorer=${PID[scorer]},projector=${PID[projector]} $LOAD_ARGS"
+	fi
 fi
 status=0
 for rate in $RATES; do

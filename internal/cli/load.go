@@ -21,6 +21,7 @@ func loadCommand() (*flag.FlagSet, func(context.Context) error) {
 	var (
 		cfg                         loadgen.Config
 		secretFile, paths, pids, md string
+		pause                       string
 		minRate                     float64
 		maxLatency, maxLag          time.Duration
 	)
@@ -36,6 +37,7 @@ func loadCommand() (*flag.FlagSet, func(context.Context) error) {
 	fs.StringVar(&cfg.Database, "clickhouse-database", "moat", "ClickHouse database")
 	fs.StringVar(&cfg.AppID, "app", "default", "app id of the secret (for the ClickHouse queries)")
 	fs.StringVar(&pids, "pids", "", "processes to measure CPU and RSS of: name=pid,name=pid")
+	fs.StringVar(&pause, "pause", "", "processes to stop (SIGSTOP) while sending and continue for the drain, e.g. the scorer and projector to measure ingest on its own: name=pid,name=pid")
 	fs.Float64Var(&minRate, "target-rate", 0, "fail unless this many events/s are accepted (0: the offered rate)")
 	fs.DurationVar(&maxLatency, "target-p99-latency", 50*time.Millisecond, "fail when p99 ingest latency exceeds this")
 	fs.DurationVar(&maxLag, "target-p99-lag", 2*time.Second, "fail when p99 end-to-end lag exceeds this")
@@ -52,14 +54,11 @@ func loadCommand() (*flag.FlagSet, func(context.Context) error) {
 		if cfg.Paths, err = loadgen.ParsePaths(paths); err != nil {
 			return err
 		}
-		for _, e := range strings.Split(pids, ",") {
-			if n, p, ok := strings.Cut(e, "="); ok {
-				pid, err := strconv.Atoi(p)
-				if err != nil {
-					return fmt.Errorf("--pids: %w", err)
-				}
-				cfg.ExtraPIDs = append(cfg.ExtraPIDs, loadgen.NamedPID{Name: n, PID: pid})
-			}
+		if cfg.ExtraPIDs, err = parsePIDs("--pids", pids); err != nil {
+			return err
+		}
+		if cfg.Paused, err = parsePIDs("--pause", pause); err != nil {
+			return err
 		}
 		if minRate == 0 {
 			minRate = float64(cfg.Rate)
@@ -82,4 +81,21 @@ func loadCommand() (*flag.FlagSet, func(context.Context) error) {
 		}
 		return nil
 	}
+}
+
+// parsePIDs parses "name=pid,name=pid".
+func parsePIDs(flagName, s string) ([]loadgen.NamedPID, error) {
+	var out []loadgen.NamedPID
+	for _, e := range strings.Split(s, ",") {
+		if e == "" {
+			continue
+		}
+		n, p, ok := strings.Cut(e, "=")
+		pid, err := strconv.Atoi(p)
+		if !ok || err != nil || pid <= 0 {
+			return nil, fmt.Errorf("%s: want name=pid, got %q", flagName, e)
+		}
+		out = append(out, loadgen.NamedPID{Name: n, PID: pid})
+	}
+	return out, nil
 }

@@ -12,6 +12,7 @@
 package loadgen
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -27,6 +28,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -118,6 +120,12 @@ type Config struct {
 	// generator's own process is always sampled.
 	ServerPID int
 	ExtraPIDs []NamedPID
+	// Paused processes are stopped (SIGSTOP) for the sending phase and
+	// continued (SIGCONT) for the drain: with the scorer and projector
+	// paused, the run measures ingest on its own, and still verifies that
+	// every accepted event reached ClickHouse once. The lag then measures
+	// the catch-up, not the pipeline, and its target is not checked.
+	Paused []NamedPID
 
 	// ProgressEvery is the progress line period (default DefaultProgressEvery).
 	ProgressEvery time.Duration
@@ -380,6 +388,19 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	defer wcancel()
 	watcher := watchProcs(wctx, named)
 
+	if len(cfg.Paused) > 0 {
+		// Continued on every way out, so that no run leaves them stopped.
+		defer continueAll(cfg.Paused)
+		if err := signalAll(cfg.Paused, syscall.SIGSTOP); err != nil {
+			continueAll(cfg.Paused)
+			return rep, err
+		}
+		for _, p := range cfg.Paused {
+			rep.Paused = append(rep.Paused, p.Name)
+		}
+		fmt.Fprintf(progress, "loadgen: paused %s while sending\n", strings.Join(rep.Paused, ", "))
+	}
+
 	r.start = time.Now()
 	rep.Started = r.start
 	fmt.Fprintf(progress, "loadgen: run %s: %d req/s for %s (%d requests) to %s, %d workers, %d users, client %s\n",
@@ -411,6 +432,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 	wg.Wait()
 	r.sendDone.Store(true)
 	sendEnd := time.Now()
+	if len(cfg.Paused) > 0 {
+		continueAll(cfg.Paused)
+		fmt.Fprintf(progress, "loadgen: continued %s for the drain\n", strings.Join(rep.Paused, ", "))
+	}
 	rep.Procs = watcher.stop(wcancel)
 	rep.Host = watcher.hostStop
 	close(progStop)
@@ -465,6 +490,50 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (Report, error) {
 		return rep, fmt.Errorf("%w: %d lost, %d duplicated", ErrIntegrity, rep.Lost, rep.Duplicated)
 	}
 	return rep, ctx.Err()
+}
+
+// signalAll sends sig to every process of ps.
+func signalAll(ps []NamedPID, sig syscall.Signal) error {
+	for _, p := range ps {
+		if p.PID <= 0 {
+			return fmt.Errorf("loadgen: cannot pause %s: pid %d", p.Name, p.PID)
+		}
+		if err := syscall.Kill(p.PID, sig); err != nil {
+			return fmt.Errorf("loadgen: signal %s (pid %d): %w", p.Name, p.PID, err)
+		}
+	}
+	if sig == syscall.SIGSTOP {
+		// A stop takes effect asynchronously: wait (briefly) until the
+		// kernel shows every process stopped, so none runs while sending.
+		deadline := time.Now().Add(time.Second)
+		for _, p := range ps {
+			for !stopped(p.PID) && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+		}
+	}
+	return nil
+}
+
+// stopped reports whether /proc shows pid stopped (state T); true when it
+// cannot tell, so that callers do not wait for nothing.
+func stopped(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	i := bytes.LastIndexByte(b, ')')
+	if err != nil || i < 0 || i+2 >= len(b) {
+		return true
+	}
+	return b[i+2] == 'T' || b[i+2] == 't'
+}
+
+// continueAll continues every process of ps (SIGCONT), whatever their
+// state: continuing a running process does nothing.
+func continueAll(ps []NamedPID) {
+	for _, p := range ps {
+		if p.PID > 0 {
+			_ = syscall.Kill(p.PID, syscall.SIGCONT)
+		}
+	}
 }
 
 // ErrIntegrity says accepted events were lost or duplicated.

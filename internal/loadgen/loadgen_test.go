@@ -9,6 +9,8 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -480,5 +482,67 @@ func TestRunOverrun(t *testing.T) {
 	}
 	if md := rep.Markdown(); !strings.Contains(md, "scheduled requests not sent") {
 		t.Errorf("Markdown:\n%s", md)
+	}
+}
+
+// procState is the state letter of /proc/<pid>/stat: 'T' when stopped
+// (0 when it cannot be read).
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	i := bytes.LastIndexByte(b, ')')
+	if err != nil || i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+func TestRunPausesWhileSending(t *testing.T) {
+	if _, err := os.Stat("/proc/self/stat"); err != nil {
+		t.Skip("no /proc")
+	}
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = child.Process.Kill(); _ = child.Wait() }()
+	pid := child.Process.Pid
+
+	var stoppedDuring atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.Copy(io.Discard, req.Body)
+		if procState(pid) == 'T' {
+			stoppedDuring.Add(1)
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer srv.Close()
+	rep, err := Run(context.Background(), Config{BaseURL: srv.URL, Secret: "s", Rate: 50, Duration: 500 * time.Millisecond,
+		Workers: 2, Users: 5, ProgressEvery: time.Hour, Paused: []NamedPID{{Name: "worker", PID: pid}},
+		Targets: Targets{MaxP99Lag: time.Second}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := stoppedDuring.Load(); n != rep.Sent || n == 0 {
+		t.Errorf("the process was stopped during %d of %d requests", n, rep.Sent)
+	}
+	// Continued once sending is done (the kernel may take a moment).
+	deadline := time.Now().Add(5 * time.Second)
+	for procState(pid) == 'T' {
+		if time.Now().After(deadline) {
+			t.Fatal("the paused process was not continued")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// The lag target is not checked when the pipeline was paused.
+	if f := rep.Failures(); len(f) != 0 {
+		t.Errorf("Failures = %q", f)
+	}
+	if md := rep.Markdown(); !strings.Contains(md, "Paused while sending | worker") {
+		t.Errorf("Markdown lacks the paused row:\n%s", md)
+	}
+	// A pid that cannot be signalled fails the run before anything is sent.
+	if _, err := Run(context.Background(), Config{BaseURL: srv.URL, Secret: "s", Rate: 10, Duration: 100 * time.Millisecond,
+		Paused: []NamedPID{{Name: "gone", PID: 0}}}, nil); err == nil {
+		t.Error("Run with an unusable pid to pause succeeded")
 	}
 }
