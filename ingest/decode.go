@@ -62,40 +62,62 @@ func Decode(kind schemas.Kind, body []byte, hdr http.Header) (schemas.Event, err
 	if !kind.Known() {
 		return schemas.Event{}, fmt.Errorf("ingest: decode: unknown kind %q", kind)
 	}
-	d := decoder{ev: schemas.Event{Kind: kind}}
-	if err := d.scan(body); err != nil {
+	b, err := checkBody(body)
+	if err != nil {
 		return schemas.Event{}, err
 	}
-	for _, step := range [...]func() error{
-		d.eventName,
-		d.user,
-		d.properties,
-		func() error { return d.context(hdr) },
-		d.requestToken,
-		d.timestamps,
-		d.filter,
-		d.options,
-		d.extra,
-		d.required,
-	} {
-		if err := step(); err != nil {
-			return schemas.Event{}, err
-		}
+	// One copy of the body as a string: every string the event keeps is a
+	// substring of it (or, when it had to be unescaped, its own copy), so
+	// the event never references body, which the caller may reuse.
+	d := decoder{ev: schemas.Event{Kind: kind}}
+	if err := d.scan(string(b)); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.eventName(); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.user(); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.properties(); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.context(hdr); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.requestToken(); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.timestamps(); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.filter(); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.options(); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.extra(); err != nil {
+		return schemas.Event{}, err
+	}
+	if err := d.required(); err != nil {
+		return schemas.Event{}, err
 	}
 	return d.ev, nil
 }
 
 // fields holds the raw JSON values of the top-level members Decode knows,
-// in body order with the last duplicate winning. A null member is nil.
+// in body order with the last duplicate winning. A null or absent member is
+// "" (a present JSON value is never empty).
 type fields struct {
-	typ, status, name, event                 []byte
-	user, userID, userTraits, traits         []byte
-	properties, context, requestToken        []byte
-	createdAt, sentAt, timestamp             []byte
-	params, matchingUserID                   []byte
-	skipToken, skipContext, expand           []byte
-	session, product, authMethod, changeset  []byte
-	transaction, address, reviewID, devToken []byte
+	typ, status, name, event                 string
+	user, userID, userTraits, traits         string
+	properties, context, requestToken        string
+	createdAt, sentAt, timestamp             string
+	params, matchingUserID                   string
+	skipToken, skipContext, expand           string
+	session, product, authMethod, changeset  string
+	transaction, address, reviewID, devToken string
 }
 
 type decoder struct {
@@ -108,30 +130,37 @@ type decoder struct {
 	ctxToken string
 }
 
-func (d *decoder) scan(body []byte) error {
+// checkBody returns body without leading whitespace once it is known to be
+// one valid JSON object nested at most MaxJSONDepth deep.
+func checkBody(body []byte) ([]byte, error) {
 	b := bytes.TrimLeft(body, " \t\r\n")
 	switch {
 	case len(b) == 0:
-		return BadRequest("Request body is empty")
+		return nil, BadRequest("Request body is empty")
 	case b[0] != '{':
 		if json.Valid(b) {
-			return BadRequest("Request body must be a JSON object")
+			return nil, BadRequest("Request body must be a JSON object")
 		}
-		return malformed(b)
+		return nil, malformed(b)
 	}
 	if valid, deep := checkJSON(b, MaxJSONDepth); !valid {
 		if deep && json.Valid(b) {
-			return BadRequest(fmt.Sprintf("Request body is nested deeper than %d levels", MaxJSONDepth))
+			return nil, BadRequest(fmt.Sprintf("Request body is nested deeper than %d levels", MaxJSONDepth))
 		}
-		return malformed(b)
+		return nil, malformed(b)
 	}
+	return b, nil
+}
+
+// scan records the top-level members of the checked body b.
+func (d *decoder) scan(b string) error {
 	f := &d.f
 	it := members(b)
 	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
 		if isNull(v) {
-			v = nil
+			v = ""
 		}
-		switch string(k) {
+		switch k {
 		case "type":
 			f.typ = v
 		case "status":
@@ -240,8 +269,8 @@ func (d *decoder) eventName() error {
 func (d *decoder) user() error {
 	u := &d.ev.User
 	var id, idField string
-	var traits []byte
-	if raw := d.f.user; raw != nil {
+	var traits string
+	if raw := d.f.user; raw != "" {
 		if !isObject(raw) {
 			return InvalidParameters("user must be an object")
 		}
@@ -251,7 +280,7 @@ func (d *decoder) user() error {
 				continue
 			}
 			var err error
-			switch string(k) {
+			switch k {
 			case "id":
 				id, err = idString(v, "user.id")
 				idField = "user.id"
@@ -274,7 +303,7 @@ func (d *decoder) user() error {
 			}
 		}
 	}
-	if id == "" && d.f.userID != nil {
+	if id == "" && d.f.userID != "" {
 		var err error
 		if id, err = idString(d.f.userID, "user_id"); err != nil {
 			return err
@@ -287,19 +316,19 @@ func (d *decoder) user() error {
 	u.ID = id
 
 	legacy, field := d.f.userTraits, "user_traits"
-	if legacy == nil {
+	if legacy == "" {
 		legacy, field = d.f.traits, "traits"
 	}
-	if legacy != nil {
+	if legacy != "" {
 		if !isObject(legacy) {
 			return InvalidParameters(field + " must be an object")
 		}
 		liftTraits(u, legacy)
-		if traits == nil {
+		if traits == "" {
 			traits = legacy
 		}
 	}
-	if traits != nil {
+	if traits != "" {
 		u.Traits = rawCopy(traits)
 	}
 	return nil
@@ -307,10 +336,10 @@ func (d *decoder) user() error {
 
 // liftTraits copies the valid email, name, phone and registered_at of a
 // legacy user_traits object into the still empty User fields.
-func liftTraits(u *schemas.User, traits []byte) {
+func liftTraits(u *schemas.User, traits string) {
 	it := members(traits)
 	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
-		switch string(k) {
+		switch k {
 		case "email":
 			if s, err := email(v, ""); err == nil && u.Email == "" {
 				u.Email = s
@@ -332,7 +361,7 @@ func liftTraits(u *schemas.User, traits []byte) {
 }
 
 func (d *decoder) properties() error {
-	if raw := d.f.properties; raw != nil {
+	if raw := d.f.properties; raw != "" {
 		if !isObject(raw) {
 			return InvalidParameters("properties must be an object")
 		}
@@ -344,7 +373,7 @@ func (d *decoder) properties() error {
 func (d *decoder) context(hdr http.Header) error {
 	c := &d.ev.Context
 	var userAgent string
-	if raw := d.f.context; raw != nil {
+	if raw := d.f.context; raw != "" {
 		if !isObject(raw) {
 			return InvalidParameters("context must be an object")
 		}
@@ -354,7 +383,7 @@ func (d *decoder) context(hdr http.Header) error {
 			if isNull(v) {
 				continue
 			}
-			switch string(k) {
+			switch k {
 			case "ip":
 				s, ok := decodeString(v)
 				if !ok {
@@ -397,8 +426,8 @@ func (d *decoder) context(hdr http.Header) error {
 				c.IP = ip
 			}
 		}
-		if xh := []byte(hdr.Get("X-Castle-Headers")); len(xh) > 0 && validJSON(xh) {
-			if h, ok := parseHeaders(bytes.TrimSpace(xh)); ok {
+		if xh := hdr.Get("X-Castle-Headers"); xh != "" && validJSON([]byte(xh)) {
+			if h, ok := parseHeaders(strings.TrimSpace(xh)); ok {
 				for name, v := range h {
 					if _, dup := c.Headers[name]; !dup {
 						if c.Headers == nil {
@@ -436,7 +465,7 @@ func (d *decoder) context(hdr http.Header) error {
 
 func (d *decoder) requestToken() error {
 	tok := d.ctxToken
-	if raw := d.f.requestToken; raw != nil {
+	if raw := d.f.requestToken; raw != "" {
 		s, ok := decodeString(raw)
 		if !ok {
 			return InvalidRequestToken("request_token must be a string")
@@ -481,7 +510,7 @@ func validToken(tok string) bool {
 func (d *decoder) timestamps() error {
 	var err error
 	created, field := d.f.createdAt, "created_at"
-	if created == nil || isBlankString(created) {
+	if created == "" || isBlankString(created) {
 		created, field = d.f.timestamp, "timestamp"
 	}
 	if d.ev.CreatedAt, err = timestamp(created, field); err != nil {
@@ -495,13 +524,13 @@ func (d *decoder) filter() error {
 	if d.ev.Kind != schemas.KindFilter {
 		return nil
 	}
-	if raw := d.f.params; raw != nil {
+	if raw := d.f.params; raw != "" {
 		if !isObject(raw) {
 			return InvalidParameters("params must be an object")
 		}
 		it := members(raw)
 		for k, v, ok := it.next(); ok; k, v, ok = it.next() {
-			if string(k) != "email" || isNull(v) {
+			if k != "email" || isNull(v) {
 				continue
 			}
 			s, err := email(v, "params.email")
@@ -514,7 +543,7 @@ func (d *decoder) filter() error {
 		}
 		d.ev.Params = rawCopy(raw)
 	}
-	if raw := d.f.matchingUserID; raw != nil {
+	if raw := d.f.matchingUserID; raw != "" {
 		id, err := idString(raw, "matching_user_id")
 		if err != nil {
 			return err
@@ -539,7 +568,7 @@ func (d *decoder) options() error {
 	if o.SkipContextValidation, err = optBool(d.f.skipContext, "skip_context_validation"); err != nil {
 		return err
 	}
-	if raw := d.f.expand; raw != nil {
+	if raw := d.f.expand; raw != "" {
 		const msg = "expand must be an array of strings"
 		switch raw[0] {
 		case '"': // lenient: "all" is read as ["all"]
@@ -566,7 +595,7 @@ func (d *decoder) extra() error {
 	f := &d.f
 	for _, x := range [...]struct {
 		key string
-		raw []byte
+		raw string
 	}{
 		{"session", f.session},
 		{"product", f.product},
@@ -577,7 +606,7 @@ func (d *decoder) extra() error {
 		{"review_id", f.reviewID},
 		{"device_token", f.devToken},
 	} {
-		if x.raw == nil {
+		if x.raw == "" {
 			continue
 		}
 		if d.ev.Extra == nil {
@@ -631,9 +660,9 @@ func (d *decoder) required() error {
 
 // ---- field helpers ---------------------------------------------------------
 
-// optString decodes a string member; nil (absent or null) is "".
-func optString(raw []byte, field string) (string, error) {
-	if raw == nil {
+// optString decodes a string member; "" (absent or null) is "".
+func optString(raw string, field string) (string, error) {
+	if raw == "" {
 		return "", nil
 	}
 	s, ok := decodeString(raw)
@@ -644,24 +673,24 @@ func optString(raw []byte, field string) (string, error) {
 }
 
 // stringOrNumber decodes a string, or a number as the text it was sent as.
-func stringOrNumber(raw []byte, field string) (string, error) {
-	if raw == nil {
+func stringOrNumber(raw string, field string) (string, error) {
+	if raw == "" {
 		return "", nil
 	}
 	if s, ok := decodeString(raw); ok {
 		return s, nil
 	}
 	if isNumber(raw) {
-		return string(raw), nil
+		return raw, nil
 	}
 	return "", InvalidParameters(field + " must be a string")
 }
 
-func idString(raw []byte, field string) (string, error) {
+func idString(raw string, field string) (string, error) {
 	return stringOrNumber(raw, field)
 }
 
-func email(raw []byte, field string) (string, error) {
+func email(raw string, field string) (string, error) {
 	s, err := optString(raw, field)
 	if err == nil && len(s) > MaxEmailLen {
 		err = InvalidParameters(fmt.Sprintf("%s is too long (max %d bytes)", field, MaxEmailLen))
@@ -669,28 +698,29 @@ func email(raw []byte, field string) (string, error) {
 	return s, err
 }
 
-func optBool(raw []byte, field string) (bool, error) {
+func optBool(raw string, field string) (bool, error) {
 	switch {
-	case raw == nil:
+	case raw == "":
 		return false, nil
-	case string(raw) == "true":
+	case raw == "true":
 		return true, nil
-	case string(raw) == "false":
+	case raw == "false":
 		return false, nil
 	}
 	return false, InvalidParameters(field + " must be a boolean")
 }
 
-func isTrue(raw []byte) bool { return string(raw) == "true" }
+func isTrue(raw string) bool { return raw == "true" }
 
-func isBlankString(raw []byte) bool {
+func isBlankString(raw string) bool {
 	s, ok := decodeString(raw)
 	return ok && strings.TrimSpace(s) == ""
 }
 
-// timestamp decodes an ISO 8601 string; nil, "" and blanks are absent.
-func timestamp(raw []byte, field string) (*time.Time, error) {
-	if raw == nil {
+// timestamp decodes an ISO 8601 string; absent, null, "" and blanks are
+// absent.
+func timestamp(raw string, field string) (*time.Time, error) {
+	if raw == "" {
 		return nil, nil
 	}
 	s, ok := decodeString(raw)
@@ -760,7 +790,14 @@ func parseIP(s string) (string, bool) {
 			return "", false
 		}
 	}
-	return a.WithZone("").Unmap().String(), true
+	a = a.WithZone("").Unmap()
+	// Most clients send the canonical text already: keep s then rather
+	// than allocating the same text again.
+	var buf [64]byte
+	if t := a.AppendTo(buf[:0]); string(t) != s {
+		return string(t), true
+	}
+	return s, true
 }
 
 // parseHeaders reads end-user headers sent as an object of name → value or
@@ -768,26 +805,26 @@ func parseIP(s string) (string, bool) {
 // booleans (true marks a scrubbed header) or numbers; null, objects, arrays
 // and malformed pairs are skipped. Names are normalized; later duplicates
 // win. ok is false when raw is neither an object nor an array.
-func parseHeaders(raw []byte) (h map[string]string, ok bool) {
-	set := func(name string, v []byte) {
+func parseHeaders(raw string) (h map[string]string, ok bool) {
+	// The headers are collected first so that the map is made once, at
+	// its final size.
+	type header struct{ name, val string }
+	var buf [32]header
+	hs := buf[:0]
+	add := func(name string, v string) {
 		val, ok := headerValue(v)
 		if !ok {
 			return
 		}
-		n := schemas.NormalizeHeaderName(name)
-		if n == "" {
-			return
+		if n := normalizeHeaderName(name); n != "" {
+			hs = append(hs, header{n, val})
 		}
-		if h == nil {
-			h = make(map[string]string, 16)
-		}
-		h[n] = val
 	}
 	switch {
 	case isObject(raw):
 		it := members(raw)
 		for k, v, ok := it.next(); ok; k, v, ok = it.next() {
-			set(string(k), v)
+			add(k, v)
 		}
 	case len(raw) > 0 && raw[0] == '[':
 		it := elements(raw)
@@ -799,37 +836,107 @@ func parseHeaders(raw []byte) (h map[string]string, ok bool) {
 			rawName, ok1 := p.next()
 			val, ok2 := p.next()
 			if name, ok3 := decodeString(rawName); ok1 && ok2 && ok3 {
-				set(name, val)
+				add(name, val)
 			}
 		}
 	default:
 		return nil, false
 	}
+	if len(hs) == 0 {
+		return nil, true
+	}
+	h = make(map[string]string, len(hs))
+	for _, x := range hs {
+		h[x.name] = x.val
+	}
 	return h, true
 }
 
-func headerValue(v []byte) (string, bool) {
+// normalizeHeaderName is schemas.NormalizeHeaderName without allocating
+// for ASCII names that are already normalized or are common headers.
+func normalizeHeaderName(name string) string {
+	// Trim ASCII whitespace as strings.TrimSpace does; the schemas
+	// function trims the rest of Unicode's.
+	isSpace := func(c byte) bool { return c == ' ' || c >= '\t' && c <= '\r' }
+	i, j := 0, len(name)
+	for i < j && isSpace(name[i]) {
+		i++
+	}
+	for j > i && isSpace(name[j-1]) {
+		j--
+	}
+	name = name[i:j]
+	var buf [64]byte
+	if len(name) > len(buf) {
+		return schemas.NormalizeHeaderName(name)
+	}
+	changed := false
+	for k := 0; k < len(name); k++ {
+		c := name[k]
+		switch {
+		case c >= utf8.RuneSelf:
+			return schemas.NormalizeHeaderName(name)
+		case c >= 'A' && c <= 'Z':
+			c += 'a' - 'A'
+			changed = true
+		case c == '_':
+			c = '-'
+			changed = true
+		}
+		buf[k] = c
+	}
+	if !changed {
+		return name
+	}
+	b := buf[:len(name)]
+	if n, ok := commonHeaders[string(b)]; ok {
+		return n
+	}
+	return string(b)
+}
+
+// commonHeaders interns the normalized names of the headers SDKs send most,
+// so that normalizing them does not allocate.
+var commonHeaders = func() map[string]string {
+	m := make(map[string]string)
+	for _, n := range [...]string{
+		"accept", "accept-charset", "accept-encoding", "accept-language", "authorization",
+		"cache-control", "cf-connecting-ip", "cf-ipcountry", "connection", "content-length",
+		"content-type", "cookie", "dnt", "forwarded", "host", "if-modified-since",
+		"if-none-match", "origin", "pragma", "proxy-authorization", "referer", "remote-addr",
+		"sec-ch-ua", "sec-ch-ua-mobile", "sec-ch-ua-platform", "sec-fetch-dest",
+		"sec-fetch-mode", "sec-fetch-site", "sec-fetch-user", "te", "true-client-ip",
+		"upgrade-insecure-requests", "user-agent", "via", "x-castle-client-id",
+		"x-client-ip", "x-forwarded-for", "x-forwarded-host", "x-forwarded-port",
+		"x-forwarded-proto", "x-real-ip", "x-request-id", "x-requested-with",
+	} {
+		m[n] = n
+	}
+	return m
+}()
+
+func headerValue(v string) (string, bool) {
 	switch {
 	case len(v) == 0:
 		return "", false
 	case v[0] == '"':
 		return decodeString(v)
-	case string(v) == "true", string(v) == "false":
-		return string(v), true
+	case v == "true", v == "false":
+		return v, true
 	case isNumber(v):
-		return string(v), true
+		return v, true
 	}
 	return "", false // null, object, array
 }
 
-func parseLibrary(raw []byte) *schemas.Library {
+func parseLibrary(raw string) *schemas.Library {
 	if !isObject(raw) {
 		return nil
 	}
 	var l schemas.Library
 	it := members(raw)
 	for k, v, ok := it.next(); ok; k, v, ok = it.next() {
-		switch string(k) {
+		switch k {
 		case "name":
 			l.Name, _ = decodeString(v)
 		case "version":
@@ -863,17 +970,17 @@ func cookieValue(cookies, name string) string {
 
 // rawCopy copies a raw JSON value out of the request body, replacing invalid
 // UTF-8 (which valid JSON can only hold inside strings) with U+FFFD.
-func rawCopy(raw []byte) json.RawMessage {
-	if !utf8.Valid(raw) {
-		return bytes.ToValidUTF8(raw, []byte("\uFFFD"))
+func rawCopy(raw string) json.RawMessage {
+	if !utf8.ValidString(raw) {
+		return json.RawMessage(strings.ToValidUTF8(raw, "\uFFFD"))
 	}
-	return bytes.Clone(raw)
+	return json.RawMessage(raw)
 }
 
 // ---- raw JSON scanning -----------------------------------------------------
 //
-// The body is checked with json.Valid once; the helpers below then walk the
-// validated bytes without decoding into maps, so member order is kept, keys
+// The body is checked with checkJSON once and copied into one string; the
+// helpers below then walk that string without decoding into maps, so member order is kept, keys
 // match exactly, and huge numbers stay text. They stay defensive (bounds
 // checked, never panic) in case they are handed invalid input.
 
@@ -883,30 +990,72 @@ func validJSON(b []byte) bool {
 	return valid
 }
 
-func isNull(raw []byte) bool   { return string(raw) == "null" }
-func isObject(raw []byte) bool { return len(raw) > 0 && raw[0] == '{' }
+func isNull(raw string) bool   { return raw == "null" }
+func isObject(raw string) bool { return len(raw) > 0 && raw[0] == '{' }
 
-func isNumber(raw []byte) bool {
+func isNumber(raw string) bool {
 	return len(raw) > 0 && (raw[0] == '-' || raw[0] >= '0' && raw[0] <= '9')
 }
 
 // decodeString decodes a JSON string value; ok is false for other values.
-func decodeString(raw []byte) (string, bool) {
+// A string without escapes is returned as a substring of raw.
+func decodeString(raw string) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' || raw[len(raw)-1] != '"' {
 		return "", false
 	}
 	inner := raw[1 : len(raw)-1]
-	if bytes.IndexByte(inner, '\\') < 0 && utf8.Valid(inner) {
-		return string(inner), true
+	if plain(inner) || strings.IndexByte(inner, '\\') < 0 && utf8.ValidString(inner) {
+		return inner, true
 	}
 	var s string
-	if json.Unmarshal(raw, &s) != nil {
+	if json.Unmarshal([]byte(raw), &s) != nil {
 		return "", false
 	}
 	return s, true
 }
 
-func skipSpace(b []byte, i int) int {
+// plain reports whether s is ASCII without backslashes: the contents of a
+// JSON string that decode to themselves. It looks at 8 bytes at a time.
+func plain(s string) bool {
+	for len(s) >= 8 {
+		if w := load64(s[:8]); w&hiBits != 0 || hasByte(w, '\\') != 0 {
+			return false
+		}
+		s = s[8:]
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf || s[i] == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// Word-at-a-time byte tests: w holds 8 bytes of text, little-endian.
+const (
+	loBits = 0x0101010101010101
+	hiBits = 0x8080808080808080
+)
+
+// load64 returns the 8 bytes of s (len(s) == 8) as a word.
+func load64(s string) uint64 {
+	_ = s[7]
+	return uint64(s[0]) | uint64(s[1])<<8 | uint64(s[2])<<16 | uint64(s[3])<<24 |
+		uint64(s[4])<<32 | uint64(s[5])<<40 | uint64(s[6])<<48 | uint64(s[7])<<56
+}
+
+// hasByte is nonzero when one of the bytes of w is c.
+func hasByte(w uint64, c byte) uint64 {
+	x := w ^ (loBits * uint64(c))
+	return (x - loBits) &^ x & hiBits
+}
+
+// hasLess is nonzero when one of the bytes of w is less than n (n <= 128).
+func hasLess(w uint64, n byte) uint64 {
+	return (w - loBits*uint64(n)) &^ w & hiBits
+}
+
+func skipSpace(b string, i int) int {
 	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
 		i++
 	}
@@ -915,9 +1064,9 @@ func skipSpace(b []byte, i int) int {
 
 // stringEnd returns the index just past the string starting at b[i] == '"',
 // or -1.
-func stringEnd(b []byte, i int) int {
+func stringEnd(b string, i int) int {
 	for j := i + 1; j < len(b); {
-		q := bytes.IndexByte(b[j:], '"')
+		q := strings.IndexByte(b[j:], '"')
 		if q < 0 {
 			return -1
 		}
@@ -936,7 +1085,7 @@ func stringEnd(b []byte, i int) int {
 }
 
 // valueEnd returns the index just past the value starting at b[i], or -1.
-func valueEnd(b []byte, i int) int {
+func valueEnd(b string, i int) int {
 	if i >= len(b) {
 		return -1
 	}
@@ -976,12 +1125,12 @@ func valueEnd(b []byte, i int) int {
 
 // memberIter walks the members of a JSON object.
 type memberIter struct {
-	b   []byte
+	b   string
 	i   int
 	err bool
 }
 
-func members(b []byte) memberIter {
+func members(b string) memberIter {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '{' {
 		return memberIter{i: len(b), err: true}
@@ -990,44 +1139,43 @@ func members(b []byte) memberIter {
 }
 
 // next returns the next member: its key (unescaped) and raw value.
-func (it *memberIter) next() (key, val []byte, ok bool) {
+func (it *memberIter) next() (key, val string, ok bool) {
 	b := it.b
 	i := skipSpace(b, it.i)
 	if i >= len(b) {
 		it.stop(true)
-		return nil, nil, false
+		return "", "", false
 	}
 	if b[i] == ',' {
 		i = skipSpace(b, i+1)
 	}
 	if i < len(b) && b[i] == '}' {
 		it.stop(false)
-		return nil, nil, false
+		return "", "", false
 	}
 	if i >= len(b) || b[i] != '"' {
 		it.stop(true)
-		return nil, nil, false
+		return "", "", false
 	}
 	ke := stringEnd(b, i)
 	if ke < 0 {
 		it.stop(true)
-		return nil, nil, false
+		return "", "", false
 	}
 	key = b[i+1 : ke-1]
-	if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) {
-		s, _ := decodeString(b[i:ke])
-		key = []byte(s)
+	if !plain(key) && (strings.IndexByte(key, '\\') >= 0 || !utf8.ValidString(key)) {
+		key, _ = decodeString(b[i:ke])
 	}
 	i = skipSpace(b, ke)
 	if i >= len(b) || b[i] != ':' {
 		it.stop(true)
-		return nil, nil, false
+		return "", "", false
 	}
 	i = skipSpace(b, i+1)
 	ve := valueEnd(b, i)
 	if ve < 0 || ve == i {
 		it.stop(true)
-		return nil, nil, false
+		return "", "", false
 	}
 	it.i = ve
 	return key, b[i:ve], true
@@ -1035,17 +1183,17 @@ func (it *memberIter) next() (key, val []byte, ok bool) {
 
 func (it *memberIter) stop(bad bool) {
 	it.i = len(it.b)
-	it.b = nil
+	it.b = ""
 	it.err = it.err || bad
 }
 
 // elemIter walks the elements of a JSON array.
 type elemIter struct {
-	b []byte
+	b string
 	i int
 }
 
-func elements(b []byte) elemIter {
+func elements(b string) elemIter {
 	i := skipSpace(b, 0)
 	if i >= len(b) || b[i] != '[' {
 		return elemIter{}
@@ -1053,20 +1201,20 @@ func elements(b []byte) elemIter {
 	return elemIter{b: b, i: i + 1}
 }
 
-func (it *elemIter) next() (val []byte, ok bool) {
+func (it *elemIter) next() (val string, ok bool) {
 	b := it.b
 	i := skipSpace(b, it.i)
 	if i < len(b) && b[i] == ',' {
 		i = skipSpace(b, i+1)
 	}
 	if i >= len(b) || b[i] == ']' {
-		it.b = nil
-		return nil, false
+		it.b = ""
+		return "", false
 	}
 	ve := valueEnd(b, i)
 	if ve < 0 || ve == i {
-		it.b = nil
-		return nil, false
+		it.b = ""
+		return "", false
 	}
 	it.i = ve
 	return b[i:ve], true

@@ -1,13 +1,18 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -181,5 +186,127 @@ func TestAcceptedEventEnvelope(t *testing.T) {
 	}
 	if string(r.Key) != "app\x00u:u1" {
 		t.Errorf("key %q", r.Key)
+	}
+}
+
+// TestConcurrentCallsArriveIntact posts many calls at once, with bodies of
+// every size (the request body and record value buffers are pooled, and the
+// largest are not), and checks that each record on the log is byte for
+// byte the envelope of its own call: no buffer is reused while a record or
+// an event still needs it.
+func TestConcurrentCallsArriveIntact(t *testing.T) {
+	url, _, brokers := newTestServerBrokers(t)
+	const calls, workers = 300, 24
+	pads := [...]int{0, 100, 3000, 5000, 20000, 70000, 200}
+	bodies := make([]string, calls)
+	for i := range bodies {
+		bodies[i] = fmt.Sprintf(`{"type":"$custom","name":"n-%d","user":{"id":"user-%d","traits":{"i":%d}},`+
+			`"context":{"ip":"10.0.%d.%d","headers":{"User-Agent":"ua-%d","X_Custom_%d":"v%d","Accept":"*/*"}},`+
+			`"properties":{"i":%d,"pad":"%s"}}`,
+			i, i, i, i/250, i%250, i, i, i, i, strings.Repeat(string(rune('a'+i%26)), pads[i%len(pads)]))
+	}
+	paths := [...]string{"/v1/track", "/v1/log"}
+	next := make(chan int)
+	errs := make(chan error, calls)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				req, _ := http.NewRequest(http.MethodPost, url+paths[i%2], strings.NewReader(bodies[i]))
+				req.SetBasicAuth("", testSecret)
+				res, err := http.DefaultClient.Do(req)
+				if err != nil {
+					errs <- err
+					continue
+				}
+				io.Copy(io.Discard, res.Body)
+				res.Body.Close()
+				if res.StatusCode != http.StatusNoContent {
+					errs <- fmt.Errorf("call %d: status %d", i, res.StatusCode)
+				}
+			}
+		})
+	}
+	for i := range calls {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(schemas.TopicEvents),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	seen := make([]bool, calls)
+	for n := 0; n < calls; {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("%d of %d records: %v", n, calls, err)
+		}
+		for _, r := range fs.Records() {
+			n++
+			var got schemas.Event
+			if err := json.Unmarshal(r.Value, &got); err != nil {
+				t.Fatalf("record %d: %v", r.Offset, err)
+			}
+			var i int
+			if _, err := fmt.Sscanf(got.User.ID, "user-%d", &i); err != nil || i < 0 || i >= calls || seen[i] {
+				t.Fatalf("record %d: user %q unexpected or seen twice", r.Offset, got.User.ID)
+			}
+			seen[i] = true
+			want, err := Decode(got.Kind, []byte(bodies[i]), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Kind != []schemas.Kind{schemas.KindTrack, schemas.KindLog}[i%2] {
+				t.Errorf("call %d: kind %q", i, got.Kind)
+			}
+			want.V, want.ID, want.AppID, want.ReceivedAt = got.V, got.ID, "app", got.ReceivedAt
+			if w := want.AppendJSON(nil); !bytes.Equal(r.Value, w) {
+				t.Fatalf("call %d: record value\n%.300s\nwant\n%.300s", i, r.Value, w)
+			}
+			if string(r.Key) != "app\x00u:"+got.User.ID {
+				t.Errorf("call %d: key %q", i, r.Key)
+			}
+			if len(r.Headers) != 1 || r.Headers[0].Key != schemas.HeaderSchema || string(r.Headers[0].Value) != "event.v1" {
+				t.Errorf("call %d: headers %v", i, r.Headers)
+			}
+		}
+	}
+}
+
+// TestAppendBrokerDown checks that a record the client could not send is
+// failed once the produce timeout passes: Append answers then with a
+// "not written" error, not after the ambiguity grace.
+func TestAppendBrokerDown(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there any more
+	kcfg := kafka.DefaultConfig()
+	kcfg.Brokers = []string{addr}
+	prod, err := NewProducer(Config{Kafka: kcfg, ProduceTimeout: 300 * time.Millisecond}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer prod.Close()
+	ev := schemas.Event{V: 1, ID: "id", AppID: "app", Kind: schemas.KindTrack, Type: "$login"}
+	start := time.Now()
+	err = prod.Append(context.Background(), &ev)
+	if err == nil || errors.Is(err, ErrNotAcknowledged) {
+		t.Fatalf("err = %v, want a not-written error", err)
+	}
+	if d := time.Since(start); d < 300*time.Millisecond || d > 5*time.Second {
+		t.Errorf("Append answered after %v, want about the 300ms produce timeout", d)
 	}
 }

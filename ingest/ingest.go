@@ -14,6 +14,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -82,32 +83,73 @@ const ambiguityGrace = 15 * time.Second
 // to it, at most ambiguityGrace longer. This keeps 503 meaning "not
 // written", so a client retry does not store the event twice.
 func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
-	b := ev.AppendJSON(make([]byte, 0, 2048))
+	value := getValue()
+	*value = ev.AppendJSON(*value)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
 	defer cancel()
-	rec := &kgo.Record{
-		Topic:   schemas.TopicEvents,
-		Key:     ev.Key(),
-		Value:   b,
-		Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("event.v1")}},
-	}
+	rec := &eventRecord{hdr: [1]kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: eventSchema}}}
+	rec.Topic = schemas.TopicEvents
+	rec.Key = ev.Key()
+	rec.Value = *value
+	rec.Headers = rec.hdr[:]
 	done := make(chan error, 1)
+	kind := string(ev.Kind)
 	start := time.Now()
-	p.cl.Produce(pctx, rec, func(_ *kgo.Record, err error) {
-		p.metrics.Produced(string(ev.Kind), time.Since(start), err)
+	p.cl.Produce(pctx, &rec.Record, func(_ *kgo.Record, err error) {
+		p.metrics.Produced(kind, time.Since(start), err)
+		// The promise is the client's last use of the record: the value's
+		// buffer can serve another record now.
+		putValue(value)
 		done <- err
 	})
-	hard := time.NewTimer(p.timeout + ambiguityGrace)
-	defer hard.Stop()
+	var err error
 	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("ingest: append event %s: %w", ev.ID, err)
+	case err = <-done:
+	case <-pctx.Done():
+		// The client now fails the record unless it was already sent; the
+		// grace timer is only needed (and only made) in that case.
+		hard := time.NewTimer(ambiguityGrace)
+		defer hard.Stop()
+		select {
+		case err = <-done:
+		case <-hard.C:
+			return fmt.Errorf("ingest: append event %s: %w", ev.ID, ErrNotAcknowledged)
 		}
-		return nil
-	case <-hard.C:
-		return fmt.Errorf("ingest: append event %s: %w", ev.ID, ErrNotAcknowledged)
 	}
+	if err != nil {
+		return fmt.Errorf("ingest: append event %s: %w", ev.ID, err)
+	}
+	return nil
+}
+
+// eventRecord is a record with room for its one header, allocated together.
+type eventRecord struct {
+	kgo.Record
+	hdr [1]kgo.RecordHeader
+}
+
+// eventSchema is the schema header's value on every event record. The
+// client only reads header values, so every record shares this one.
+var eventSchema = []byte("event.v1")
+
+// Record values are encoded into pooled buffers, returned by the produce
+// promise. One that grew past maxPooledValue is left to the garbage
+// collector.
+const maxPooledValue = 64 << 10
+
+var valuePool = sync.Pool{New: func() any {
+	b := make([]byte, 0, 2048)
+	return &b
+}}
+
+func getValue() *[]byte { return valuePool.Get().(*[]byte) }
+
+func putValue(b *[]byte) {
+	if cap(*b) > maxPooledValue {
+		return
+	}
+	*b = (*b)[:0]
+	valuePool.Put(b)
 }
 
 // Ping checks that a broker answers.
@@ -116,15 +158,10 @@ func (p *Producer) Ping(ctx context.Context) error { return p.cl.Ping(ctx) }
 // Close flushes nothing (every Append already waited) and disconnects.
 func (p *Producer) Close() { p.cl.Close() }
 
-// appender is what the handlers need from the producer.
-type appender interface {
-	Append(ctx context.Context, ev *schemas.Event) error
-}
-
 // Handler serves the ingest routes.
 type Handler struct {
 	log     *slog.Logger
-	out     appender
+	out     *Producer
 	replies *Replies
 	now     func() time.Time
 }
@@ -169,13 +206,18 @@ func (h *Handler) accept(kind schemas.Kind) echo.HandlerFunc {
 
 // decode reads and validates the body and stamps the server fields.
 func (h *Handler) decode(c echo.Context, kind schemas.Kind) (schemas.Event, error) {
-	body, err := io.ReadAll(c.Request().Body)
+	buf := getBody()
+	defer putBody(buf)
+	body, err := readAll(c.Request().Body, *buf)
+	*buf = body
 	if err != nil {
 		if httpapi.IsTooLarge(err) {
 			return schemas.Event{}, ErrRequestEntityTooLarge
 		}
 		return schemas.Event{}, BadRequest("Could not read the request body")
 	}
+	// Decode keeps no reference to body, so buf can be reused as soon as
+	// it returns.
 	ev, err := Decode(kind, body, c.Request().Header)
 	if err != nil {
 		return schemas.Event{}, err
@@ -190,4 +232,44 @@ func (h *Handler) decode(c echo.Context, kind schemas.Kind) (schemas.Event, erro
 	ev.Kind = kind
 	ev.ReceivedAt = h.now().UTC().Truncate(time.Millisecond)
 	return ev, nil
+}
+
+// Request bodies are read into pooled buffers. A buffer that grew past
+// maxPooledBody (a body up to the configured limit, 1 MiB by default) is
+// left to the garbage collector rather than kept in the pool.
+const (
+	pooledBodySize = 4 << 10
+	maxPooledBody  = 64 << 10
+)
+
+var bodyPool = sync.Pool{New: func() any {
+	b := make([]byte, 0, pooledBodySize)
+	return &b
+}}
+
+func getBody() *[]byte { return bodyPool.Get().(*[]byte) }
+
+func putBody(b *[]byte) {
+	if cap(*b) > maxPooledBody {
+		return
+	}
+	*b = (*b)[:0]
+	bodyPool.Put(b)
+}
+
+// readAll is io.ReadAll appending to b.
+func readAll(r io.Reader, b []byte) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+	}
 }

@@ -1,5 +1,7 @@
 package ingest
 
+import "encoding/binary"
+
 // checkJSON reports whether b is one valid JSON value (what encoding/json's
 // Valid accepts), or that it nests objects and arrays deeper than maxDepth
 // (it stops there: valid is then false whatever follows). It is one pass over the body, about four times faster than
@@ -141,12 +143,35 @@ func (v *validator) array() bool {
 	}
 }
 
+// plainStr marks the bytes a string may hold as they are: any but the
+// quote, the backslash and control characters. encoding/json's Valid
+// accepts invalid UTF-8 in strings too (decoding replaces it).
+var plainStr = func() (t [256]bool) {
+	for c := 0x20; c < 256; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
 // str checks a string starting at the opening quote: no control
 // characters, valid escapes.
 func (v *validator) str() bool {
 	v.i++ // "
 	for v.i < len(v.b) {
-		c := v.b[v.i]
+		b, i := v.b, v.i
+		for i+8 <= len(b) {
+			if w := binary.LittleEndian.Uint64(b[i:]); hasByte(w, '"')|hasByte(w, '\\')|hasLess(w, 0x20) != 0 {
+				break
+			}
+			i += 8
+		}
+		for i < len(b) && plainStr[b[i]] {
+			i++
+		}
+		if v.i = i; i >= len(b) {
+			return false
+		}
+		c := b[i]
 		switch {
 		case c == '"':
 			v.i++

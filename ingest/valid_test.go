@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -53,4 +55,59 @@ func depthOver(b []byte, limit int) bool {
 		}
 	}
 	return false
+}
+
+// TestStringScanning puts every kind of byte a string scanner must stop at
+// (quote, backslash, control, non-ASCII) at every offset of strings around
+// the 8-byte words checkJSON, stringEnd, plain and decodeString read, and
+// holds them to encoding/json.
+func TestStringScanning(t *testing.T) {
+	specials := []string{`\"`, `\\`, `\n`, `\u00e9`, `\u12`, "\x01", "\x1f", "\x7f", "é", "\xff", `"`, `\`, `\\\"`}
+	for n := 0; n <= 20; n++ {
+		for at := 0; at <= n; at++ {
+			for _, sp := range specials {
+				inner := strings.Repeat("a", at) + sp + strings.Repeat("b", n-at)
+				body := []byte(`{"k` + inner + `":"` + inner + `","x":1}`)
+				valid, _ := checkJSON(body, MaxJSONDepth)
+				if valid != json.Valid(body) {
+					t.Fatalf("%q: checkJSON %v, json.Valid %v", body, valid, !valid)
+				}
+				if !valid {
+					continue
+				}
+				var want map[string]any
+				if err := json.Unmarshal(body, &want); err != nil {
+					t.Fatal(err)
+				}
+				got := map[string]any{}
+				it := members(string(body))
+				for k, v, ok := it.next(); ok; k, v, ok = it.next() {
+					if s, ok := decodeString(v); ok {
+						got[k] = s
+					} else {
+						got[k] = float64(1)
+					}
+				}
+				if it.err || !reflect.DeepEqual(got, want) {
+					t.Fatalf("%q: scanned %q (err %v), encoding/json reads %q", body, got, it.err, want)
+				}
+				s := `"` + inner + `"`
+				if plain(inner) != (!strings.ContainsAny(inner, `\`) && isASCII(inner)) {
+					t.Fatalf("plain(%q) = %v", inner, plain(inner))
+				}
+				if e := stringEnd(s+`,"z"`, 0); e != len(s) {
+					t.Fatalf("stringEnd(%q) = %d, want %d", s, e, len(s))
+				}
+			}
+		}
+	}
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

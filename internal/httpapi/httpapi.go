@@ -4,6 +4,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/base64"
 	"errors"
 	"log/slog"
@@ -70,18 +71,43 @@ func New(cfg Config, log *slog.Logger) *echo.Echo {
 		e.Use(cfg.Metrics.Middleware())
 		e.GET("/metrics", echo.WrapHandler(cfg.Metrics.Handler()))
 	}
-	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
-		LogStatus: true, LogURIPath: true, LogMethod: true, LogLatency: true, LogError: true, LogRequestID: true,
-		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
-			if v.Status >= 500 {
-				log.Warn("request", "method", v.Method, "path", v.URIPath, "status", v.Status, "latency_ms", v.Latency.Milliseconds(), "err", v.Error)
-			} else if log.Enabled(c.Request().Context(), slog.LevelDebug) {
-				log.Debug("request", "method", v.Method, "path", v.URIPath, "status", v.Status, "latency_ms", v.Latency.Milliseconds())
-			}
-			return nil
-		},
-	}))
+	e.Use(requestLog(log))
 	return e
+}
+
+// requestLog logs the requests answered with a 5xx at Warn, and every
+// request at Debug. It is echo's RequestLogger reduced to what Moat logs:
+// the status is the response's, or an *echo.HTTPError's code when the
+// handler returned one (the error handler has not run yet).
+func requestLog(log *slog.Logger) echo.MiddlewareFunc {
+	return func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			start := time.Now()
+			err := next(c)
+			latency := time.Since(start)
+			status := c.Response().Status
+			if err != nil {
+				var he *echo.HTTPError
+				if errors.As(err, &he) {
+					status = he.Code
+				}
+			}
+			req := c.Request()
+			if status < 500 && !log.Enabled(req.Context(), slog.LevelDebug) {
+				return err
+			}
+			path := req.URL.Path
+			if path == "" {
+				path = "/"
+			}
+			if status >= 500 {
+				log.Warn("request", "method", req.Method, "path", path, "status", status, "latency_ms", latency.Milliseconds(), "err", err)
+			} else {
+				log.Debug("request", "method", req.Method, "path", path, "status", status, "latency_ms", latency.Milliseconds())
+			}
+			return err
+		}
+	}
 }
 
 // bodyLimit rejects bodies over limit with 413 before a handler reads them,
@@ -199,11 +225,12 @@ func Authenticate(reg *apps.Registry, opts ...AuthOption) echo.MiddlewareFunc {
 			if o.bearerRoute(c) {
 				return bearer(c)
 			}
-			secret, ok := basicPassword(c.Request().Header.Get("Authorization"))
+			var buf basicBuf
+			secret, ok := basicPassword(c.Request().Header.Get("Authorization"), &buf)
 			if !ok {
 				return &Error{Status: http.StatusUnauthorized, Type: "unauthorized", Message: "Missing API secret: use HTTP Basic auth with the API secret as the password"}
 			}
-			app, ok := reg.Authenticate(secret)
+			app, ok := reg.Authenticate(string(secret))
 			if !ok {
 				return &Error{Status: http.StatusUnauthorized, Type: "unauthorized", Message: "Invalid API secret"}
 			}
@@ -213,18 +240,36 @@ func Authenticate(reg *apps.Registry, opts ...AuthOption) echo.MiddlewareFunc {
 	}
 }
 
-func basicPassword(h string) (string, bool) {
+// basicBuf is room for basicPassword to decode usual credentials in
+// without allocating.
+type basicBuf struct {
+	enc [128]byte
+	dec [96]byte
+}
+
+// basicPassword returns the password of HTTP Basic credentials h, decoded
+// into buf when they fit.
+func basicPassword(h string, buf *basicBuf) ([]byte, bool) {
 	scheme, rest, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Basic") {
-		return "", false
+		return nil, false
 	}
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
+	rest = strings.TrimSpace(rest)
+	var raw []byte
+	var err error
+	if len(rest) <= len(buf.enc) {
+		var n int
+		n, err = base64.StdEncoding.Decode(buf.dec[:], buf.enc[:copy(buf.enc[:], rest)])
+		raw = buf.dec[:n]
+	} else {
+		raw, err = base64.StdEncoding.DecodeString(rest)
+	}
 	if err != nil {
-		return "", false
+		return nil, false
 	}
-	_, pass, ok := strings.Cut(string(raw), ":")
-	if !ok || pass == "" {
-		return "", false
+	_, pass, ok := bytes.Cut(raw, []byte(":"))
+	if !ok || len(pass) == 0 {
+		return nil, false
 	}
 	return pass, true
 }
