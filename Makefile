@@ -53,10 +53,12 @@ test-race: deps ## the test suite under the race detector
 	$(GO) test -race -count=1 -timeout 30m $(PKGS)
 
 .PHONY: fuzz
-fuzz: ## fuzz the request decoder, its JSON validator and the observation decoder, FUZZTIME each
+fuzz: ## fuzz the request decoder, its JSON validator and the log's record decoders, FUZZTIME each
 	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./ingest/
 	$(GO) test -run='^$$' -fuzz='^FuzzCheckJSON$$' -fuzztime=$(FUZZTIME) ./ingest/
 	$(GO) test -run='^$$' -fuzz='^FuzzDecodeObservation$$' -fuzztime=$(FUZZTIME) ./schemas/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeEvent$$' -fuzztime=$(FUZZTIME) ./schemas/
+	$(GO) test -run='^$$' -fuzz='^FuzzDecodeDecision$$' -fuzztime=$(FUZZTIME) ./schemas/
 
 .PHONY: bench
 bench: deps build ## Go benchmarks, then the load harness against a dev stack

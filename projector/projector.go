@@ -13,7 +13,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"log/slog"
 	"time"
 
@@ -170,7 +169,7 @@ func (w *Worker) add(r *kgo.Record) {
 	}
 	w.pending++
 	var d schemas.Decision
-	if err := json.UnmarshalNoEscape(r.Value, &d); err != nil {
+	if err := schemas.DecodeDecision(r.Value, &d); err != nil {
 		w.log.Error("undecodable decision left out of ClickHouse", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return
 	}
