@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"slices"
@@ -202,6 +203,84 @@ func (d *Decision) AppendJSON(b []byte) []byte {
 	return append(b, '}')
 }
 
+// AppendJSON appends the JSON encoding of the notification to b: what
+// encoding/json writes for Notification, without reflection (see
+// Event.AppendJSON). Data is trusted to be valid JSON, as appendRaw trusts
+// raw values (Moat's notifications carry what its encoders wrote): it is
+// written as it is when it is compact and holds nothing encoding/json
+// escapes in raw values (<, >, &, U+2028, U+2029), else compacted and
+// escaped as encoding/json does.
+func (n *Notification) AppendJSON(b []byte) ([]byte, error) {
+	b = append(b, `{"v":`...)
+	b = strconv.AppendInt(b, int64(n.V), 10)
+	b = appendField(b, "id", n.ID)
+	b = appendField(b, "app_id", n.AppID)
+	b = appendField(b, "type", n.Type)
+	b = append(b, `,"created_at":`...)
+	t, err := appendTimeJSON(b, n.CreatedAt)
+	if err != nil {
+		return nil, err
+	}
+	b = t
+	b = appendOptField(b, "user_id", n.UserID)
+	b = appendOptField(b, "device_token", n.DeviceToken)
+	b = appendOptField(b, "event_id", n.EventID)
+	b = append(b, `,"data":`...)
+	if b, err = appendRawJSON(b, n.Data); err != nil {
+		return nil, err
+	}
+	b = appendOptField(b, "endpoint_id", n.EndpointID)
+	return append(b, '}'), nil
+}
+
+// appendTimeJSON writes t as time.Time's MarshalJSON does, with its error
+// for a year outside 0..9999.
+func appendTimeJSON(b []byte, t time.Time) ([]byte, error) {
+	if y := t.Year(); y < 0 || y >= 10000 {
+		_, err := t.MarshalJSON()
+		return nil, err
+	}
+	return appendTime(b, t), nil
+}
+
+// appendRawJSON writes a json.RawMessage as encoding/json does: compacted,
+// with <, >, &, U+2028 and U+2029 escaped; nil is null.
+func appendRawJSON(b []byte, v json.RawMessage) ([]byte, error) {
+	if v == nil {
+		return append(b, "null"...), nil
+	}
+	plain := len(v) > 0
+	for i := 0; i < len(v); i++ {
+		if !rawSpecial[v[i]] {
+			continue
+		}
+		// U+2028 and U+2029 are e2 80 a8 and e2 80 a9
+		if v[i] != 0xe2 || i+2 < len(v) && v[i+1] == 0x80 && (v[i+2] == 0xa8 || v[i+2] == 0xa9) {
+			plain = false
+			break
+		}
+	}
+	if plain {
+		return append(b, v...), nil
+	}
+	var compact bytes.Buffer
+	if err := json.Compact(&compact, v); err != nil {
+		return nil, err
+	}
+	var escaped bytes.Buffer
+	json.HTMLEscape(&escaped, compact.Bytes())
+	return append(b, escaped.Bytes()...), nil
+}
+
+// rawSpecial marks the bytes after which a raw value may need compacting
+// or escaping: whitespace, <, >, & and the first byte of U+2028/U+2029.
+var rawSpecial = func() (t [256]bool) {
+	for _, c := range []byte(" \t\n\r<>&\xe2") {
+		t[c] = true
+	}
+	return t
+}()
+
 func appendOptInt(b []byte, name string, v int64) []byte {
 	if v == 0 {
 		return b
@@ -235,7 +314,8 @@ func (u *UserAgent) appendJSON(b []byte) []byte {
 // appendSortedObject writes m as a JSON object with its keys sorted, as
 // encoding/json does, each value written by value.
 func appendSortedObject[V any](b []byte, m map[string]V, value func([]byte, V) []byte) []byte {
-	keys := make([]string, 0, len(m))
+	var small [16]string // headers and extras are few: no allocation
+	keys := small[:0]
 	for k := range m {
 		keys = append(keys, k)
 	}
@@ -381,6 +461,11 @@ var plainASCII = func() (t [256]bool) {
 	}
 	return t
 }()
+
+// AppendJSONString appends s as a JSON string exactly as encoding/json
+// writes a string value (HTML-escaping on), for encoders outside this
+// package that must match it byte for byte.
+func AppendJSONString(b []byte, s string) []byte { return appendString(b, s) }
 
 // appendString writes s as a JSON string the way encoding/json does:
 // control characters, quotes, backslashes, <, > and & escaped, invalid

@@ -105,12 +105,20 @@ func (a *Aggregator) fold(_ context.Context, fetches kgo.Fetches, produce func(*
 		p   int32
 		key string
 	}
+	// changed lists each changed key once, in the order first changed;
+	// seen holds them per partition, so that a key already changed in
+	// this batch is found without building its string.
 	var changed []change
-	seen := map[change]bool{}
-	mark := func(c change) {
-		if !seen[c] {
-			seen[c] = true
-			changed = append(changed, c)
+	seen := map[int32]map[string]bool{}
+	mark := func(p int32, key string) {
+		sp := seen[p]
+		if sp == nil {
+			sp = map[string]bool{}
+			seen[p] = sp
+		}
+		if !sp[key] {
+			sp[key] = true
+			changed = append(changed, change{p, key})
 		}
 	}
 	fetches.EachRecord(func(r *kgo.Record) {
@@ -127,25 +135,44 @@ func (a *Aggregator) fold(_ context.Context, fetches kgo.Fetches, produce func(*
 		if e == nil {
 			if len(m) >= a.cfg.KeysPerPartition {
 				for _, k := range risk.EvictOldest(m, len(m)/8+1) {
-					mark(change{r.Partition, k})
+					mark(r.Partition, k)
 				}
 			}
 			e = &risk.SharedEntry{}
-			m[string(r.Key)] = e
+			key := string(r.Key)
+			m[key] = e
+			mark(r.Partition, key)
+		} else if !seen[r.Partition][string(r.Key)] {
+			mark(r.Partition, string(r.Key))
 		}
 		e.Apply(&o)
-		mark(change{r.Partition, string(r.Key)})
 	})
-	hdr := []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("shared-entry.v1")}}
+	if len(changed) == 0 {
+		return nil
+	}
+	// One block of records and one buffer for their keys and values.
+	recs := make([]kgo.Record, len(changed))
+	n := 0
 	for _, c := range changed {
-		rec := &kgo.Record{Topic: schemas.TopicShared, Partition: c.p, Key: []byte(c.key), Headers: hdr}
+		n += len(c.key) + risk.SharedEntrySize
+	}
+	buf := make([]byte, 0, n)
+	for i, c := range changed {
+		k := len(buf)
+		buf = append(buf, c.key...)
+		rec := &recs[i]
+		*rec = kgo.Record{Topic: schemas.TopicShared, Partition: c.p, Key: buf[k:len(buf):len(buf)], Headers: sharedEntryHeaders}
 		if e := a.parts[c.p][c.key]; e != nil {
-			rec.Value = e.AppendBinary(make([]byte, 0, risk.SharedEntrySize))
+			v := len(buf)
+			buf = e.AppendBinary(buf)
+			rec.Value = buf[v:len(buf):len(buf)]
 		}
 		produce(rec)
 	}
 	return nil
 }
+
+var sharedEntryHeaders = []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("shared-entry.v1")}}
 
 // restore reads a partition's entries from TopicShared.
 func (a *Aggregator) restore(ctx context.Context, partition int32) error {

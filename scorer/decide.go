@@ -45,6 +45,9 @@ type Decider struct {
 	sessionTimeout time.Duration
 	// shared answers the cross-user signals (SetShared; nil: off).
 	shared risk.Shared
+	// uaCache holds the parsed user agents and bot verdicts of recent
+	// User-Agent headers.
+	uaCache *uaCache
 }
 
 // NewDecider returns a Decider. policies maps app ids to their policy
@@ -59,7 +62,7 @@ func NewDecider(ua *useragent.Parser, fp *fingerprint.Hasher, enr Enrichment, po
 	if enr.Email == nil {
 		enr.Email = emailcheck.New(nil)
 	}
-	return &Decider{ua: ua, fp: fp, engine: risk.NewEngine(cfg), enr: enr, policies: policies}
+	return &Decider{ua: ua, fp: fp, engine: risk.NewEngine(cfg), enr: enr, policies: policies, uaCache: newUACache(uaCacheGeneration)}
 }
 
 // NewDeciderWithConfig is NewDecider with the risk engine's configuration
@@ -92,21 +95,33 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		st.recover(ev.Kind == schemas.KindUserArchiveDevices)
 		return schemas.Decision{V: schemas.DecisionVersion, Event: *ev}, nil
 	}
-	raw, _ := ev.Context.Header("user-agent")
+	// Header names are stored normalized.
+	raw := ev.Context.Headers["user-agent"]
 	if raw == "true" { // scrubbed by the SDK
 		raw = ""
 	}
-	ua := d.ua.Parse(raw)
+	uai := d.userAgent(raw)
+	ua := uai.ua
 	attrs := fingerprint.AttributesOf(ev, ua)
 	fp := d.fp.Fingerprint(ev.AppID, attrs)
 	dev := schemas.Device{Token: d.deviceToken(ev.AppID, ev.User.ID, fp, st), Fingerprint: fp, UserAgent: ua}
 	in := risk.Input{Event: ev, Device: dev, DeviceIdentified: attrs.ClientID != ""}
+	// The decision's enrichments and policy outcome share one allocation,
+	// made when the first of them is.
+	var parts *decisionParts
+	newParts := func() *decisionParts {
+		if parts == nil {
+			parts = new(decisionParts)
+		}
+		return parts
+	}
 	var ipInfo *schemas.IPInfo
 	if addr, err := netip.ParseAddr(ev.Context.IP); err == nil && d.enr.Geo != nil {
 		g := d.enr.Geo.Lookup(addr)
 		in.IP = risk.IPInfo{CountryCode: g.CountryCode, Region: g.Region, City: g.City, Lat: g.Lat, Lon: g.Lon,
 			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter, Proxy: g.Proxy, Tor: g.Tor, Found: g.Found}
-		ipInfo = &schemas.IPInfo{CountryCode: g.CountryCode, Region: g.Region, City: g.City, Lat: g.Lat, Lon: g.Lon,
+		ipInfo = &newParts().ip
+		*ipInfo = schemas.IPInfo{CountryCode: g.CountryCode, Region: g.Region, City: g.City, Lat: g.Lat, Lon: g.Lon,
 			ASN: g.ASN, ISP: g.ISP, Datacenter: g.Datacenter, Proxy: g.Proxy, Tor: g.Tor}
 	}
 	var emailInfo *schemas.EmailInfo
@@ -116,11 +131,10 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		if e.Aliased {
 			in.Email.Alias = strings.ToLower(strings.TrimSpace(email))
 		}
-		emailInfo = &schemas.EmailInfo{Normalized: e.Normalized, Domain: e.Domain, Disposable: e.Disposable, Valid: e.Valid}
+		emailInfo = &newParts().email
+		*emailInfo = schemas.EmailInfo{Normalized: e.Normalized, Domain: e.Domain, Disposable: e.Disposable, Valid: e.Valid}
 	}
-	if d.enr.Bots != nil && raw != "" {
-		in.BotName, in.Bot = d.enr.Bots.Match(raw)
-	}
+	in.BotName, in.Bot = uai.botName, uai.bot
 	if st.impersonatedSinceMs != 0 {
 		// Support staff acting as the user: keep the event, marked, but
 		// score nothing and learn nothing.
@@ -167,8 +181,12 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 
 		Observations: a.Observations,
 	}
-	for _, c := range a.Contributions {
-		dec.Contributions = append(dec.Contributions, schemas.Contribution{Name: c.Score + ":" + c.Name, Kind: c.Kind, Value: c.Value})
+	if len(a.Contributions) > 0 {
+		dec.Contributions = make([]schemas.Contribution, len(a.Contributions))
+		for i := range a.Contributions {
+			c := &a.Contributions[i]
+			dec.Contributions[i] = schemas.Contribution{Name: contributionName(c.Score, c.Name), Kind: c.Kind, Value: c.Value}
+		}
 	}
 	if !scored(ev.Kind) {
 		return dec, nil
@@ -180,7 +198,8 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 	if a.Policy.RuleName != "" && a.Policy.RuleName != "default" {
 		name = a.Policy.RuleName
 	}
-	dec.Policy = &schemas.PolicyOutcome{Action: a.Policy.Action, ID: a.Policy.ID, Name: name, RevisionID: a.Policy.RevisionID}
+	dec.Policy = &newParts().policy
+	*dec.Policy = schemas.PolicyOutcome{Action: a.Policy.Action, ID: a.Policy.ID, Name: name, RevisionID: a.Policy.RevisionID}
 	if ev.Options != nil && ev.Options.TestApp {
 		applyTestToken(&dec, ev.Context.RequestToken)
 	}
@@ -189,6 +208,37 @@ func (d *Decider) decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 		notes = append(notes, policyMatched(&dec, a.Policy.RuleID))
 	}
 	return dec, notes
+}
+
+// decisionParts are the parts of a decision it points to.
+type decisionParts struct {
+	ip     schemas.IPInfo
+	email  schemas.EmailInfo
+	policy schemas.PolicyOutcome
+}
+
+// contributionNames holds "score:name" for every contribution the risk
+// engine can report, so that naming one does not build a string.
+var contributionNames = func() map[[2]string]string {
+	names := append([]string{"base", "device", "reported_device", "trusted_device"}, risk.Signals()...)
+	for f := risk.Feature(0); f <= risk.FeatLanguage; f++ {
+		names = append(names, f.String())
+	}
+	m := make(map[[2]string]string, 3*len(names))
+	for _, score := range []string{risk.ScoreAccountTakeover, risk.ScoreAccountAbuse, risk.ScoreBot} {
+		for _, n := range names {
+			m[[2]string{score, n}] = score + ":" + n
+		}
+	}
+	return m
+}()
+
+// contributionName is score + ":" + name.
+func contributionName(score, name string) string {
+	if s, ok := contributionNames[[2]string{score, name}]; ok {
+		return s
+	}
+	return score + ":" + name
 }
 
 // policyMatched is the $policy.matched notification of a decision whose
@@ -432,7 +482,7 @@ func (s *UserState) recover(archive bool) {
 
 // feedbackOf says whether the device is approved or reported.
 func (s *UserState) feedbackOf(fp string) (trusted, reported bool) {
-	if fp == "" {
+	if fp == "" || len(s.feedback) == 0 {
 		return false, false
 	}
 	k := fpHash(fp)
@@ -464,14 +514,41 @@ func (s *UserState) notify(typ, fp string) bool {
 // MarshalBinary encodes the state: a version byte, the risk history
 // (length-prefixed) and the notified hashes.
 func (s *UserState) MarshalBinary() ([]byte, error) {
-	r, err := s.Risk.MarshalBinary()
+	return s.AppendBinary(make([]byte, 0, s.sizeHint()))
+}
+
+// sizeHint is about the size of the encoding, rounded up.
+func (s *UserState) sizeHint() int {
+	return 40 + riskLenRoom + s.Risk.BinarySize() + 8*len(s.notified) + 24*len(s.feedback) + s.eu.sizeHint()
+}
+
+// riskLenRoom is the room left for the uvarint length of the risk state
+// before it is appended: enough for any risk state (risk.MaxStateSize).
+const riskLenRoom = 3
+
+// AppendBinary appends the encoding of MarshalBinary to b.
+func (s *UserState) AppendBinary(b []byte) ([]byte, error) {
+	b = append(b, stateVersion)
+	// The risk state is appended after room for its length, which is then
+	// written and the state moved back over the room left (no copy of the
+	// risk state through a buffer of its own).
+	start := len(b)
+	b = append(b, make([]byte, riskLenRoom)...)
+	b, err := s.Risk.AppendBinary(b)
 	if err != nil {
 		return nil, err
 	}
-	b := make([]byte, 0, 1+binary.MaxVarintLen32*2+len(r)+8*len(s.notified))
-	b = append(b, stateVersion)
-	b = binary.AppendUvarint(b, uint64(len(r)))
-	b = append(b, r...)
+	n := len(b) - start - riskLenRoom
+	var lenBuf [binary.MaxVarintLen64]byte
+	k := binary.PutUvarint(lenBuf[:], uint64(n))
+	if k <= riskLenRoom {
+		copy(b[start+k:], b[start+riskLenRoom:])
+		b = b[:len(b)-(riskLenRoom-k)]
+		copy(b[start:], lenBuf[:k])
+	} else { // cannot happen (risk.MaxStateSize): the long way
+		r := append([]byte(nil), b[start+riskLenRoom:]...)
+		b = append(append(b[:start], lenBuf[:k]...), r...)
+	}
 	b = binary.AppendUvarint(b, uint64(len(s.notified)))
 	for _, n := range s.notified {
 		b = binary.LittleEndian.AppendUint64(b, n)

@@ -85,8 +85,9 @@ type replyKey struct{}
 // Not earlier: a read that starts after the call's answer must find the
 // decision at least written, so that waiting for the open transaction of
 // its partition to end is enough to see it (api.Pending).
-func (w *Worker) reply(out []*kgo.Record, ev *schemas.Event, decision []byte, hdr []kgo.RecordHeader) []*kgo.Record {
-	rec := &kgo.Record{Topic: schemas.TopicReplies, Key: []byte(ev.ReplyTo), Value: decision, Headers: hdr}
+func (w *Worker) reply(out []*kgo.Record, ev *schemas.Event, decision []byte, hdr []kgo.RecordHeader, newRecord func() *kgo.Record) []*kgo.Record {
+	rec := newRecord()
+	*rec = kgo.Record{Topic: schemas.TopicReplies, Key: []byte(ev.ReplyTo), Value: decision, Headers: hdr}
 	switch ev.Kind {
 	case schemas.KindRisk, schemas.KindFilter, schemas.KindAuthenticate:
 		for _, o := range out {

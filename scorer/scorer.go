@@ -10,10 +10,10 @@
 package scorer
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -71,6 +71,9 @@ type Worker struct {
 	store   *stateStore
 	lag     *metrics.LagTracker
 	replies *replier
+	// scratch is the buffer decisions are encoded in (process runs on one
+	// goroutine).
+	scratch []byte
 }
 
 // New connects a worker to the brokers. Call Run to start it.
@@ -278,7 +281,7 @@ func (w *Worker) transact(ctx context.Context, fetches kgo.Fetches) (kgo.Fetches
 // user's state cannot be restored.
 func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, error) {
 	var ev schemas.Event
-	if err := json.UnmarshalNoEscape(r.Value, &ev); err != nil || !ev.Kind.Known() || ev.ID == "" || ev.AppID == "" {
+	if err := schemas.DecodeEvent(r.Value, &ev); err != nil || !ev.Kind.Known() || ev.ID == "" || ev.AppID == "" {
 		reason := "unknown event kind or missing id"
 		if err != nil {
 			reason = err.Error()
@@ -290,35 +293,73 @@ func (w *Worker) process(ctx context.Context, r *kgo.Record) ([]*kgo.Record, err
 	if out, ok, err := w.privacy(ctx, r, &ev); ok {
 		return out, err
 	}
-	st, err := w.store.get(ctx, r.Partition, string(r.Key))
+	st, err := w.store.get(ctx, r.Partition, r.Key)
 	if err != nil {
 		return nil, fmt.Errorf("scorer: restore state of partition %d: %w", r.Partition, err)
 	}
 	d, notes := w.decider.Decide(&ev, st.(*UserState))
 	w.cfg.Metrics.Decided(string(ev.Kind), d.Action, d.Signals)
-	b := d.AppendJSON(make([]byte, 0, len(r.Value)+1024))
-	hdr := []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("decision.v1")}}
-	out := []*kgo.Record{{Topic: schemas.TopicDecisions, Key: r.Key, Value: b, Headers: hdr}}
+	var obs []schemas.Observation
+	if w.decider.shared != nil {
+		obs = d.Observations
+	}
+	// The records of one event are allocated together, in the order they
+	// are produced: the decision, the reply of a command, the
+	// notifications, the observations, the state.
+	n := 2 + len(notes) + len(obs)
 	if ev.ReplyTo != "" {
-		out = w.reply(out, &ev, b, hdr)
+		n++
+	}
+	block := make([]kgo.Record, n)
+	out := make([]*kgo.Record, 0, n)
+	next := func() *kgo.Record {
+		r := &block[0]
+		block = block[1:]
+		return r
+	}
+	// The decision is encoded into the worker's buffer, then copied once
+	// into a slice of its size, rather than grown from a guess.
+	w.scratch = d.AppendJSON(w.scratch[:0])
+	b := bytes.Clone(w.scratch)
+	if cap(w.scratch) > maxScratch {
+		w.scratch = nil
+	}
+	rec := next()
+	*rec = kgo.Record{Topic: schemas.TopicDecisions, Key: r.Key, Value: b, Headers: decisionHeaders}
+	out = append(out, rec)
+	if ev.ReplyTo != "" {
+		out = w.reply(out, &ev, b, decisionHeaders, next)
 	}
 	for i := range notes {
-		nb, err := json.Marshal(&notes[i])
+		nb, err := notes[i].AppendJSON(w.scratch[:0])
 		if err != nil {
 			return nil, fmt.Errorf("scorer: encode notification: %w", err)
 		}
-		out = append(out, &kgo.Record{Topic: schemas.TopicIncidents, Key: notes[i].Key(), Value: nb,
-			Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("notification.v1")}}})
+		w.scratch = nb
+		nb = bytes.Clone(nb)
+		rec := next()
+		*rec = kgo.Record{Topic: schemas.TopicIncidents, Key: notes[i].Key(), Value: nb, Headers: notificationHeaders}
+		out = append(out, rec)
 	}
-	if w.decider.shared != nil {
-		out = append(out, observationRecords(d.Observations)...)
-	}
-	sr, err := w.store.record(r.Partition, r.Key)
-	if err != nil {
+	out = appendObservationRecords(out, obs, next)
+	sr := next()
+	if err := w.store.record(sr, r.Partition, r.Key); err != nil {
 		return nil, err
 	}
 	return append(out, sr), nil
 }
+
+// maxScratch bounds the encoding buffer a worker keeps between events.
+const maxScratch = 1 << 20
+
+// The schema headers of the records the scorer writes, shared by all of
+// them (nothing modifies a produced record's headers).
+var (
+	decisionHeaders     = []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("decision.v1")}}
+	notificationHeaders = []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("notification.v1")}}
+	observationHeaders  = []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("observation.v1")}}
+	stateHeaders        = []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("scorer-state.v1")}}
+)
 
 func deadLetter(r *kgo.Record, reason string) *kgo.Record {
 	return &kgo.Record{

@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"crypto/sha1"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
@@ -100,11 +101,21 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 	} else {
 		dec, more = d.decide(ev, st)
 		c, n := d.observeSessions(ev, &dec, st)
-		dec.Sessions = append(dec.Sessions, c...)
-		more = append(more, n...)
+		dec.Sessions = concat(dec.Sessions, c)
+		more = concat(more, n)
 	}
-	dec.Sessions = append(changes, dec.Sessions...)
-	return dec, append(notes, more...)
+	dec.Sessions = concat(changes, dec.Sessions)
+	return dec, concat(notes, more)
+}
+
+// concat is append(a, b...), but b itself when a is empty: the slices
+// joined here are fresh and owned by the caller, so most events, which
+// have one of the two empty, copy nothing.
+func concat[T any](a, b []T) []T {
+	if len(a) == 0 && len(b) > 0 {
+		return b
+	}
+	return append(a, b...)
 }
 
 // deviceToken is the token of a fingerprint for a user: the fingerprint's
@@ -113,6 +124,9 @@ func (d *Decider) Decide(ev *schemas.Event, st *UserState) (schemas.Decision, []
 func (d *Decider) deviceToken(appID, userID, fp string, st *UserState) string {
 	if fp == "" {
 		return ""
+	}
+	if len(st.eu.forgotten) == 0 {
+		return d.fp.Token(appID, userID, fp)
 	}
 	if at, ok := st.eu.forgottenAt(fpHash(fp)); ok {
 		return d.fp.Token(appID, userID, fp+"\x00forgotten:"+strconv.FormatInt(at, 10))
@@ -173,6 +187,8 @@ func (d *Decider) observeSessions(ev *schemas.Event, dec *schemas.Decision, st *
 				return []schemas.SessionChange{s.change(ev, schemas.SessionActive, "", 0)}, nil
 			}
 		}
+		changes = make([]schemas.SessionChange, 0, 2)
+		notes = make([]schemas.Notification, 0, 2)
 		if len(st.eu.sessions) >= maxSessions {
 			old := st.eu.sessions[0]
 			st.eu.sessions = st.eu.sessions[1:]
@@ -189,9 +205,20 @@ func (d *Decider) observeSessions(ev *schemas.Event, dec *schemas.Decision, st *
 		c, n := st.eu.endSessions(ev, device, sid, given, schemas.SessionFinished, schemas.SessionEndLogout)
 		changes, notes = append(changes, c...), append(notes, n...)
 	default:
+		extends := func(s *session) bool { return s.device == device && (!given || s.id == sid) }
+		n := 0
+		for i := range st.eu.sessions {
+			if extends(&st.eu.sessions[i]) {
+				n++
+			}
+		}
+		if n == 0 {
+			break
+		}
+		changes = make([]schemas.SessionChange, 0, n)
 		for i := range st.eu.sessions {
 			s := &st.eu.sessions[i]
-			if s.device != device || (given && s.id != sid) {
+			if !extends(s) {
 				continue
 			}
 			s.lastMs = max(s.lastMs, now)
@@ -232,11 +259,32 @@ func (s session) change(ev *schemas.Event, status, reason string, endMs int64) s
 // UUID, else a UUIDv5 of app, user and id.
 func sessionUUID(appID, userID, id string) string {
 	if len(id) == 36 {
+		if _, ok := packUUID(id); ok {
+			return id // already what UUID.String gives
+		}
 		if u, err := uuid.Parse(id); err == nil {
 			return u.String()
 		}
 	}
-	return uuid.NewSHA1(sessionNamespace, []byte(appID+"\x00"+userID+"\x00"+id)).String()
+	return uuidSHA1(sessionNamespace, 0, appID, userID, id)
+}
+
+// uuidSHA1 is uuid.NewSHA1(space, []byte(a+string(sep)+b+string(sep)+c)).String(),
+// hashed from a stack buffer when the name is short.
+func uuidSHA1(space uuid.UUID, sep byte, a, b, c string) string {
+	var buf [256]byte
+	name := append(buf[:0], space[:]...)
+	name = append(name, a...)
+	name = append(name, sep)
+	name = append(name, b...)
+	name = append(name, sep)
+	name = append(name, c...)
+	h := sha1.Sum(name)
+	var u uuid.UUID
+	copy(u[:], h[:])
+	u[6] = (u[6] & 0x0f) | 0x50 // version 5
+	u[8] = (u[8] & 0x3f) | 0x80 // RFC 4122 variant
+	return u.String()
 }
 
 // eventSessionID is the app's session id from the event's `session`
@@ -436,22 +484,10 @@ func (s *endUserState) consumeActivation(device string, a activation, now int64)
 // notification, with an id derived from the event, the type and the
 // session (one event can end several sessions).
 func sessionNotification(typ string, ev *schemas.Event, c schemas.SessionChange) schemas.Notification {
-	id := uuid.NewSHA1(uuid.NameSpaceOID, []byte(ev.ID+"/"+typ+"/"+c.UUID)).String()
-	// Structs with their fields in name order encode as the maps they
-	// replace did (encoding/json sorts map keys), at a fraction of the
-	// cost: every session start and end raises one.
-	data := sessionNotificationData{
-		ID: id, UserID: ev.User.ID, DeviceToken: c.DeviceToken, Trigger: trigger(ev),
-		Session: sessionNotificationSession{
-			UUID: c.UUID, ID: c.ID, Status: c.Status,
-			StartedAt: msRFC3339(c.StartedAtMs), LastActivityAt: msRFC3339(c.LastActivityAtMs),
-		},
-	}
-	if c.EndedAtMs != 0 {
-		ended, reason := msRFC3339(c.EndedAtMs), c.Reason
-		data.Session.EndedAt, data.Session.Reason = &ended, &reason
-	}
-	b, _ := json.Marshal(&data) // strings only: cannot fail
+	id := uuidSHA1(uuid.NameSpaceOID, '/', ev.ID, typ, c.UUID)
+	trig := trigger(ev)
+	size := 240 + len(c.DeviceToken) + len(id) + len(c.ID) + len(c.Reason) + len(c.Status) + len(c.UUID) + len(trig) + len(ev.User.ID)
+	b := appendSessionNotificationData(make([]byte, 0, size), id, ev.User.ID, trig, &c)
 	return schemas.Notification{
 		V: schemas.NotificationVersion, ID: id, AppID: ev.AppID, Type: typ,
 		CreatedAt: ev.ReceivedAt.UTC().Truncate(time.Millisecond), UserID: ev.User.ID,
@@ -459,28 +495,47 @@ func sessionNotification(typ string, ev *schemas.Event, c schemas.SessionChange)
 	}
 }
 
-// sessionNotificationData is the data of $session.started and
-// $session.ended; fields in name order.
-type sessionNotificationData struct {
-	DeviceToken string                     `json:"device_token"`
-	ID          string                     `json:"id"`
-	Session     sessionNotificationSession `json:"session"`
-	Trigger     string                     `json:"trigger"`
-	UserID      string                     `json:"user_id"`
-}
-
-type sessionNotificationSession struct {
-	EndedAt        *string `json:"ended_at,omitempty"`
-	ID             string  `json:"id"`
-	LastActivityAt string  `json:"last_activity_at"`
-	Reason         *string `json:"reason,omitempty"`
-	StartedAt      string  `json:"started_at"`
-	Status         string  `json:"status"`
-	UUID           string  `json:"uuid"`
-}
+const msRFC3339Layout = "2006-01-02T15:04:05.000Z07:00"
 
 func msRFC3339(ms int64) string {
-	return time.UnixMilli(ms).UTC().Format("2006-01-02T15:04:05.000Z07:00")
+	return time.UnixMilli(ms).UTC().Format(msRFC3339Layout)
+}
+
+// appendSessionNotificationData appends the data of a session notification:
+// what encoding/json writes for sessionNotificationData (every session
+// start and end raises one, so it is written by hand;
+// TestSessionNotificationDataEncoding holds the two to the same bytes).
+func appendSessionNotificationData(b []byte, id, userID, trigger string, c *schemas.SessionChange) []byte {
+	b = append(b, `{"device_token":`...)
+	b = schemas.AppendJSONString(b, c.DeviceToken)
+	b = append(b, `,"id":`...)
+	b = schemas.AppendJSONString(b, id)
+	b = append(b, `,"session":{`...)
+	if c.EndedAtMs != 0 {
+		b = append(b, `"ended_at":"`...)
+		b = time.UnixMilli(c.EndedAtMs).UTC().AppendFormat(b, msRFC3339Layout) // digits and -:.TZ only
+		b = append(b, `",`...)
+	}
+	b = append(b, `"id":`...)
+	b = schemas.AppendJSONString(b, c.ID)
+	b = append(b, `,"last_activity_at":"`...)
+	b = time.UnixMilli(c.LastActivityAtMs).UTC().AppendFormat(b, msRFC3339Layout)
+	b = append(b, '"')
+	if c.EndedAtMs != 0 {
+		b = append(b, `,"reason":`...)
+		b = schemas.AppendJSONString(b, c.Reason)
+	}
+	b = append(b, `,"started_at":"`...)
+	b = time.UnixMilli(c.StartedAtMs).UTC().AppendFormat(b, msRFC3339Layout)
+	b = append(b, `","status":`...)
+	b = schemas.AppendJSONString(b, c.Status)
+	b = append(b, `,"uuid":`...)
+	b = schemas.AppendJSONString(b, c.UUID)
+	b = append(b, `},"trigger":`...)
+	b = schemas.AppendJSONString(b, trigger)
+	b = append(b, `,"user_id":`...)
+	b = schemas.AppendJSONString(b, userID)
+	return append(b, '}')
 }
 
 // The end-user state's encoding (UserState version 4 and later), appended
@@ -505,19 +560,89 @@ const (
 )
 
 func appendPacked(b []byte, s string) []byte {
-	if len(s) == 36 {
-		if u, err := uuid.Parse(s); err == nil && u.String() == s {
-			return append(append(b, strUUID), u[:]...)
-		}
+	if u, ok := packUUID(s); ok {
+		return append(append(b, strUUID), u[:]...)
 	}
-	if len(s) == 22 {
-		if raw, err := base64.RawURLEncoding.DecodeString(s); err == nil && len(raw) == 16 && base64.RawURLEncoding.EncodeToString(raw) == s {
-			return append(append(b, strToken), raw...)
-		}
+	if t, ok := packToken(s); ok {
+		return append(append(b, strToken), t[:]...)
 	}
 	b = append(b, strRaw)
 	b = binary.AppendUvarint(b, uint64(len(s)))
 	return append(b, s...)
+}
+
+// hexValue maps the lower-case hex digits to their values, anything else
+// to 0xff.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "0123456789abcdef" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// packUUID decodes s when it is a UUID in canonical form (36 characters,
+// lower-case hex): the strings uuid.Parse accepts and UUID.String gives
+// back unchanged.
+func packUUID(s string) (u uuid.UUID, ok bool) {
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return u, false
+	}
+	j := 0
+	for i := 0; i < 36; i += 2 {
+		if i == 8 || i == 13 || i == 18 || i == 23 {
+			i-- // skip the dash
+			continue
+		}
+		hi, lo := hexValue[s[i]], hexValue[s[i+1]]
+		if hi > 15 || lo > 15 {
+			return u, false
+		}
+		u[j] = hi<<4 | lo
+		j++
+	}
+	return u, true
+}
+
+// base64URLValue maps the characters of the URL-safe base64 alphabet to
+// their values, anything else to 0xff.
+var base64URLValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
+		t[c] = byte(i)
+	}
+	return t
+}()
+
+// packToken decodes s when it is 16 bytes in canonical unpadded URL-safe
+// base64 (22 characters, the 4 unused low bits of the last one zero): the
+// strings base64.RawURLEncoding decodes to 16 bytes and encodes back
+// unchanged.
+func packToken(s string) (t [16]byte, ok bool) {
+	if len(s) != 22 {
+		return t, false
+	}
+	var v [22]byte
+	for i := 0; i < 22; i++ {
+		if v[i] = base64URLValue[s[i]]; v[i] == 0xff {
+			return t, false
+		}
+	}
+	if v[21]&0x0f != 0 {
+		return t, false
+	}
+	for g := 0; g < 5; g++ {
+		a, b, c, d := v[4*g], v[4*g+1], v[4*g+2], v[4*g+3]
+		t[3*g] = a<<2 | b>>4
+		t[3*g+1] = b<<4 | c>>2
+		t[3*g+2] = c<<6 | d
+	}
+	t[15] = v[20]<<2 | v[21]>>4
+	return t, true
 }
 
 func readPacked(b []byte) (string, []byte, bool) {
@@ -544,6 +669,19 @@ func readPacked(b []byte) (string, []byte, bool) {
 		return string(b[k : k+int(n)]), b[k+int(n):], true
 	}
 	return "", nil, false
+}
+
+// sizeHint is at least the size of appendBinary's output.
+func (s *endUserState) sizeHint() int {
+	n := 3 * binary.MaxVarintLen64
+	for i := range s.sessions {
+		n += 2*(1+binary.MaxVarintLen64) + len(s.sessions[i].id) + len(s.sessions[i].device) + 2*binary.MaxVarintLen64
+	}
+	n += len(s.forgotten) * (8 + binary.MaxVarintLen64)
+	for i := range s.activations {
+		n += 32 + 1 + binary.MaxVarintLen64 + len(s.activations[i].device) + binary.MaxVarintLen64
+	}
+	return n
 }
 
 func (s *endUserState) appendBinary(b []byte) []byte {

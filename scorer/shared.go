@@ -95,16 +95,30 @@ func (t *SharedTable) Observe(obs []schemas.Observation, ttl uint32) risk.Shared
 // scorer role passes its SharedTable). Call it before the decider is used.
 func (d *Decider) SetShared(s risk.Shared) { d.shared = s }
 
-// observationRecords are the records of a decision's observations on
-// TopicObservations.
-func observationRecords(obs []schemas.Observation) []*kgo.Record {
+// appendObservationRecords appends the records of a decision's
+// observations on TopicObservations to out, each record from newRecord;
+// their keys and values share one buffer.
+func appendObservationRecords(out []*kgo.Record, obs []schemas.Observation, newRecord func() *kgo.Record) []*kgo.Record {
 	if len(obs) == 0 {
-		return nil
+		return out
 	}
-	out := make([]*kgo.Record, len(obs))
+	n := 0
 	for i := range obs {
-		out[i] = &kgo.Record{Topic: schemas.TopicObservations, Key: obs[i].RecordKey(), Value: obs[i].AppendBinary(make([]byte, 0, 16)),
-			Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("observation.v1")}}}
+		n += len(obs[i].AppID) + 2 + len(obs[i].Key) + observationValueSize
+	}
+	buf := make([]byte, 0, n)
+	for i := range obs {
+		o := &obs[i]
+		k := len(buf)
+		buf = schemas.AppendSharedKey(buf, o.AppID, o.Kind, o.Key)
+		v := len(buf)
+		buf = o.AppendBinary(buf)
+		rec := newRecord()
+		*rec = kgo.Record{Topic: schemas.TopicObservations, Key: buf[k:v:v], Value: buf[v:len(buf):len(buf)], Headers: observationHeaders}
+		out = append(out, rec)
 	}
 	return out
 }
+
+// observationValueSize is the length of an encoded observation.
+const observationValueSize = 15

@@ -1,6 +1,7 @@
 package scorer
 
 import (
+	"bytes"
 	"context"
 	"encoding"
 	"errors"
@@ -40,6 +41,8 @@ type stateStore struct {
 	// dropOnNextPoll is set by rebalance callbacks (another goroutine).
 	dropOnNextPoll atomic.Bool
 	metrics        *metrics.Metrics
+	// scratch is the buffer states are encoded in.
+	scratch []byte
 }
 
 func newStateStore(cfg kafka.Config, newState func() State, log *slog.Logger) *stateStore {
@@ -61,31 +64,45 @@ func (s *stateStore) ensure(ctx context.Context, partition int32) error {
 }
 
 // get returns the state of key, restoring its partition first if needed.
-func (s *stateStore) get(ctx context.Context, partition int32, key string) (State, error) {
+// The key is a record's: a known user is looked up without copying it.
+func (s *stateStore) get(ctx context.Context, partition int32, key []byte) (State, error) {
 	if err := s.ensure(ctx, partition); err != nil {
 		return nil, err
 	}
-	st, ok := s.users[key]
+	st, ok := s.users[string(key)]
 	if !ok {
 		st = s.newState()
-		s.users[key] = st
+		s.users[string(key)] = st
 	}
 	return st, nil
 }
 
-// record returns the changelog record for key's current state, bound to the
-// same partition number as the event it came from.
-func (s *stateStore) record(partition int32, key []byte) (*kgo.Record, error) {
+// record fills rec with the changelog record for key's current state,
+// bound to the same partition number as the event it came from.
+func (s *stateStore) record(rec *kgo.Record, partition int32, key []byte) error {
 	st, ok := s.users[string(key)]
 	if !ok {
-		return nil, fmt.Errorf("scorer: no state for key")
+		return fmt.Errorf("scorer: no state for key")
 	}
-	b, err := st.MarshalBinary()
+	var b []byte
+	var err error
+	if a, ok := st.(encoding.BinaryAppender); ok {
+		// Encoded into the store's buffer, then copied once into a slice
+		// of its size.
+		if s.scratch, err = a.AppendBinary(s.scratch[:0]); err == nil {
+			b = bytes.Clone(s.scratch)
+		}
+		if cap(s.scratch) > maxScratch {
+			s.scratch = nil
+		}
+	} else {
+		b, err = st.MarshalBinary()
+	}
 	if err != nil {
-		return nil, fmt.Errorf("scorer: encode state: %w", err)
+		return fmt.Errorf("scorer: encode state: %w", err)
 	}
-	return &kgo.Record{Topic: schemas.TopicScorerState, Partition: partition, Key: key, Value: b,
-		Headers: []kgo.RecordHeader{{Key: schemas.HeaderSchema, Value: []byte("scorer-state.v1")}}}, nil
+	*rec = kgo.Record{Topic: schemas.TopicScorerState, Partition: partition, Key: key, Value: b, Headers: stateHeaders}
+	return nil
 }
 
 // restore reads the changelog partition up to its current end (committed

@@ -3,6 +3,8 @@ package botlist
 import (
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 )
 
@@ -230,5 +232,49 @@ func BenchmarkLoad(b *testing.B) {
 		if _, err := Load(p); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestMatchIndexEqualsRegexps: the first matching entry is the first
+// entry whose pattern, run as a regexp, matches: over the built-in list
+// and, when present, the fetched one, for its own examples, browsers, and
+// the examples cut and spliced into each other.
+func TestMatchIndexEqualsRegexps(t *testing.T) {
+	lists := map[string]*List{"builtin": Builtin()}
+	t.Run("fetched", func(t *testing.T) {
+		l, err := Load(crawlerFile(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lists["fetched"] = l
+	})
+	for name, l := range lists {
+		res := make([]*regexp.Regexp, l.Len())
+		for i, e := range l.Entries() {
+			res[i] = regexp.MustCompile(e.Pattern)
+		}
+		uas := append([]string{"", "a", "ab"}, browserUAs...)
+		for _, e := range l.Entries() {
+			uas = append(uas, e.Instances...)
+			uas = append(uas, e.Name, " "+e.Name, e.Name+" ", strings.ToLower(e.Name))
+		}
+		n := len(uas)
+		for i := 0; i < n; i += 3 {
+			u := uas[i]
+			uas = append(uas, u[:len(u)/2], u[len(u)/3:], browserUAs[i%len(browserUAs)]+" "+u[len(u)/4:])
+		}
+		for _, ua := range uas {
+			want := -1
+			for i, re := range res {
+				if re.MatchString(ua) {
+					want = i
+					break
+				}
+			}
+			if got := l.MatchIndex(ua); got != want {
+				t.Fatalf("%s: MatchIndex(%q) = %d, want %d", name, ua, got, want)
+			}
+		}
+		t.Logf("%s: %d user agents", name, len(uas))
 	}
 }

@@ -118,16 +118,20 @@ func normalize(email string) (norm, domain, local string) {
 		return "", "", ""
 	}
 	local, domain = e[:at], strings.TrimSuffix(e[at+1:], ".")
+	same := len(domain) == len(e)-at-1 // e is local@domain so far
 	if domain == "googlemail.com" {
-		domain = "gmail.com"
+		domain, same = "gmail.com", false
 	}
 	if subaddressing[domain] {
 		if i := strings.IndexByte(local, '+'); i > 0 {
-			local = local[:i]
+			local, same = local[:i], false
 		}
 	}
 	if domain == "gmail.com" && strings.IndexByte(local, '.') >= 0 {
-		local = strings.ReplaceAll(local, ".", "")
+		local, same = strings.ReplaceAll(local, ".", ""), false
+	}
+	if same {
+		return e, domain, local // the common case: no new string
 	}
 	return local + "@" + domain, domain, local
 }

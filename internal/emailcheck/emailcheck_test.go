@@ -3,6 +3,7 @@ package emailcheck
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -187,5 +188,39 @@ func BenchmarkCheck(b *testing.B) {
 func TestGooglemailNotAliased(t *testing.T) {
 	if info := New(nil).Check("bob@googlemail.com"); info.Aliased || info.Normalized != "bob@gmail.com" {
 		t.Errorf("%+v", info)
+	}
+}
+
+// TestNormalizeMatchesReference: normalize, which returns its lower-cased
+// input when nothing is removed, gives what building the address always did.
+func TestNormalizeMatchesReference(t *testing.T) {
+	ref := func(email string) (string, string, string) {
+		e := strings.ToLower(strings.TrimSpace(email))
+		at := strings.LastIndexByte(e, '@')
+		if at < 0 {
+			return "", "", ""
+		}
+		local, domain := e[:at], strings.TrimSuffix(e[at+1:], ".")
+		if domain == "googlemail.com" {
+			domain = "gmail.com"
+		}
+		if subaddressing[domain] {
+			if i := strings.IndexByte(local, '+'); i > 0 {
+				local = local[:i]
+			}
+		}
+		if domain == "gmail.com" && strings.IndexByte(local, '.') >= 0 {
+			local = strings.ReplaceAll(local, ".", "")
+		}
+		return local + "@" + domain, domain, local
+	}
+	for _, e := range []string{"", "a", "@", "a@", "@b", "bob@example.com", " Bob@Example.COM ", "bob+x@gmail.com", "b.o.b@gmail.com",
+		"b.o.b+x@googlemail.com", "bob@gmail.com.", "bob@example.com..", "+x@gmail.com", "a@b@c.com", "bob+x@fastmail.com", "bob+x@example.com",
+		"x@googlemail.com", "x@GoogleMail.com.", "ÉMILE@exämple.com"} {
+		n, d, l := normalize(e)
+		rn, rd, rl := ref(e)
+		if n != rn || d != rd || l != rl {
+			t.Errorf("normalize(%q) = %q %q %q, want %q %q %q", e, n, d, l, rn, rd, rl)
+		}
 	}
 }

@@ -12,11 +12,13 @@
 // (autonomous_system_number, autonomous_system_organization), which is what
 // internal/datagen/asnmmdb writes.
 //
-// Lookup is safe for concurrent use and does not allocate once a record's
-// data is in the small per-DB decode cache.
+// Lookup is safe for concurrent use and does not allocate once the address
+// is in the per-DB address cache (or its records' data in the decode
+// caches: then it allocates the address's cache entry only).
 package geoip
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -60,6 +62,19 @@ type DB struct {
 
 	cityCache [cacheSize]atomic.Pointer[cityEntry]
 	asnCache  [cacheSize]atomic.Pointer[asnEntry]
+	// addrCache holds the Info of recently looked-up addresses: users come
+	// back from the same address, and a hit skips walking two search
+	// trees (the cost of a lookup: dozens of dependent reads spread over
+	// the mapped files) and the Tor exit list.
+	addrCache [addrCacheSize]atomic.Pointer[addrEntry]
+}
+
+// addrCacheSize is the number of slots of the direct-mapped address cache.
+const addrCacheSize = 1 << 14
+
+type addrEntry struct {
+	addr netip.Addr
+	info Info
 }
 
 // cacheSize is the number of slots in each direct-mapped decode cache, keyed
@@ -191,6 +206,7 @@ func (db *DB) Enabled() (cityV4, cityV6, asn bool) {
 // AddDatacenterASNs extends this DB's hosting/cloud ASN list. Call it before
 // the DB is shared: it is not safe concurrently with Lookup.
 func (db *DB) AddDatacenterASNs(asns ...uint32) {
+	defer db.clearAddrCache()
 	for _, a := range asns {
 		db.dc[a] = struct{}{}
 	}
@@ -205,6 +221,7 @@ func (db *DB) IsDatacenter(asn uint32) bool {
 // AddProxyASNs extends this DB's VPN/proxy operator ASN list. Call it
 // before the DB is shared: it is not safe concurrently with Lookup.
 func (db *DB) AddProxyASNs(asns ...uint32) {
+	defer db.clearAddrCache()
 	for _, a := range asns {
 		db.proxy[a] = struct{}{}
 	}
@@ -218,7 +235,18 @@ func (db *DB) IsProxy(asn uint32) bool {
 
 // SetTorExits sets the Tor exit list that Lookup checks (nil: none). Call
 // it before the DB is shared: it is not safe concurrently with Lookup.
-func (db *DB) SetTorExits(t *TorExits) { db.tor = t }
+func (db *DB) SetTorExits(t *TorExits) {
+	db.tor = t
+	db.clearAddrCache()
+}
+
+// clearAddrCache forgets the cached lookups (after the lists they used
+// changed).
+func (db *DB) clearAddrCache() {
+	for i := range db.addrCache {
+		db.addrCache[i].Store(nil)
+	}
+}
 
 // TorExits returns the Tor exit list set with SetTorExits, or nil.
 func (db *DB) TorExits() *TorExits {
@@ -237,6 +265,24 @@ func (db *DB) Lookup(addr netip.Addr) Info {
 		return info
 	}
 	addr = addr.Unmap().WithZone("")
+	s := &db.addrCache[addrSlot(addr)]
+	if e := s.Load(); e != nil && e.addr == addr {
+		return e.info
+	}
+	info = db.lookup(addr)
+	s.Store(&addrEntry{addr: addr, info: info})
+	return info
+}
+
+func addrSlot(addr netip.Addr) uintptr {
+	b := addr.As16()
+	h := binary.LittleEndian.Uint64(b[:8])*0x9E3779B97F4A7C15 ^ binary.LittleEndian.Uint64(b[8:])*0xC2B2AE3D27D4EB4F
+	return uintptr(h>>40) & (addrCacheSize - 1)
+}
+
+// lookup is Lookup without the address cache (addr unmapped, no zone).
+func (db *DB) lookup(addr netip.Addr) Info {
+	var info Info
 	city := db.cityV6
 	if addr.Is4() {
 		city = db.cityV4

@@ -1,10 +1,12 @@
 package geoip
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/maxmind/mmdbwriter"
@@ -353,5 +355,52 @@ func TestHostingName(t *testing.T) {
 		if hostingName.MatchString(org) {
 			t.Errorf("%q taken as a hosting name", org)
 		}
+	}
+}
+
+// TestAddrCache: a lookup served from the address cache is the uncached
+// one, for addresses in and out of the databases and colliding in the
+// cache, and changing the lists forgets the cached lookups.
+func TestAddrCache(t *testing.T) {
+	db, _ := testDB(t)
+	var addrs []netip.Addr
+	for i := 0; i < 3*addrCacheSize; i++ {
+		switch i % 4 {
+		case 0:
+			addrs = append(addrs, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}))
+		case 1:
+			addrs = append(addrs, netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)}))
+		case 2:
+			addrs = append(addrs, netip.MustParseAddr(fmt.Sprintf("2001:db8::%x", i)))
+		default:
+			addrs = append(addrs, netip.MustParseAddr(fmt.Sprintf("::ffff:203.0.113.%d", i%256)))
+		}
+	}
+	for round := 0; round < 2; round++ {
+		for _, a := range addrs {
+			if got, want := db.Lookup(a), db.lookup(a.Unmap()); got != want {
+				t.Fatalf("Lookup(%s) = %+v, uncached %+v", a, got, want)
+			}
+		}
+	}
+	a := netip.MustParseAddr("203.0.113.9")
+	if db.Lookup(a).Tor || db.Lookup(a).Proxy {
+		t.Fatal("test address already flagged")
+	}
+	tor, err := ParseTorExits(strings.NewReader("203.0.113.9\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.SetTorExits(tor)
+	if !db.Lookup(a).Tor {
+		t.Fatal("the cached lookup outlived SetTorExits")
+	}
+	db.AddProxyASNs(64500)
+	if !db.Lookup(a).Proxy {
+		t.Fatal("the cached lookup outlived AddProxyASNs")
+	}
+	db.AddDatacenterASNs(64500)
+	if !db.Lookup(a).Datacenter {
+		t.Fatal("the cached lookup outlived AddDatacenterASNs")
 	}
 }

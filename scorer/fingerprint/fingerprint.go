@@ -9,10 +9,10 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"hash"
-	"io"
 	"strings"
 	"sync"
 
@@ -26,11 +26,22 @@ const MinKeyLen = 32
 // concurrent use.
 type Hasher struct {
 	key []byte
-	// macs holds keyed HMAC states for reuse: hmac.New allocates two
-	// SHA-256 states and hashes the padded key each time, which is most of
-	// the cost of hashing a few short fields.
+	// macs holds keyed HMAC states (*mac) for reuse: hmac.New allocates
+	// two SHA-256 states and hashes the padded key each time, which is
+	// most of the cost of hashing a few short fields.
 	macs sync.Pool
 }
+
+// mac is a pooled HMAC state with the buffers one sum needs, so that
+// hashing allocates nothing.
+type mac struct {
+	h   hash.Hash
+	in  []byte
+	out [sha256.Size]byte
+}
+
+// maxPooledInput bounds the input buffer kept with a pooled state.
+const maxPooledInput = 4 << 10
 
 // New returns a Hasher for key. The key must stay the same for the life of
 // a deployment: changing it changes every fingerprint and device token.
@@ -39,7 +50,7 @@ func New(key []byte) (*Hasher, error) {
 		return nil, errors.New("fingerprint: key must be at least 32 bytes")
 	}
 	h := &Hasher{key: append([]byte(nil), key...)}
-	h.macs.New = func() any { return hmac.New(sha256.New, h.key) }
+	h.macs.New = func() any { return &mac{h: hmac.New(sha256.New, h.key), in: make([]byte, 0, 256)} }
 	return h, nil
 }
 
@@ -67,10 +78,12 @@ func AttributesOf(ev *schemas.Event, ua schemas.UserAgent) Attributes {
 	if id := ev.Context.ClientID; id != "" {
 		return Attributes{ClientID: id}
 	}
-	if id, ok := ev.Context.Header("x-castle-client-id"); ok && id != "" && id != "true" {
+	// Header names are stored normalized: index the map directly rather
+	// than normalizing constant names on every event.
+	if id := ev.Context.Headers["x-castle-client-id"]; id != "" && id != "true" {
 		return Attributes{ClientID: id}
 	}
-	lang, _ := ev.Context.Header("accept-language")
+	lang := ev.Context.Headers["accept-language"]
 	return Attributes{
 		Browser:      ua.Browser,
 		OS:           ua.OS,
@@ -104,8 +117,10 @@ func (h *Hasher) Fingerprint(appID string, a Attributes) string {
 		return ""
 	}
 	var sum [sha256.Size]byte
-	h.sum(sum[:0], "fp.v1", appID, a.ClientID, a.Browser, a.OS, a.Platform, a.DeviceFamily, a.DeviceBrand, a.DeviceModel, a.DeviceType, a.Language)
-	return hex.EncodeToString(sum[:16])
+	h.sum(&sum, "fp.v1", appID, a.ClientID, a.Browser, a.OS, a.Platform, a.DeviceFamily, a.DeviceBrand, a.DeviceModel, a.DeviceType, a.Language)
+	var out [32]byte
+	hex.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // Token returns the device token for a fingerprint: bound to app, user and
@@ -115,8 +130,10 @@ func (h *Hasher) Token(appID, userID, fingerprint string) string {
 		return ""
 	}
 	var sum [sha256.Size]byte
-	h.sum(sum[:0], "token.v1", appID, userID, fingerprint)
-	return base64.RawURLEncoding.EncodeToString(sum[:16])
+	h.sum(&sum, "token.v1", appID, userID, fingerprint)
+	var out [22]byte // base64.RawURLEncoding.EncodedLen(16)
+	base64.RawURLEncoding.Encode(out[:], sum[:16])
+	return string(out[:])
 }
 
 // Pseudonym returns a keyed hash (96 bits, hex) of an identifier such as
@@ -124,23 +141,29 @@ func (h *Hasher) Token(appID, userID, fingerprint string) string {
 // identifier without holding it (the cross-user state).
 func (h *Hasher) Pseudonym(appID, kind, value string) string {
 	var sum [sha256.Size]byte
-	h.sum(sum[:0], "pseudonym.v1", appID, kind, value)
-	return hex.EncodeToString(sum[:12])
+	h.sum(&sum, "pseudonym.v1", appID, kind, value)
+	var out [24]byte
+	hex.Encode(out[:], sum[:12])
+	return string(out[:])
 }
 
-// sum appends the HMAC of the length-prefixed fields (so ("ab","c") and
-// ("a","bc") differ) to b.
-func (h *Hasher) sum(b []byte, fields ...string) []byte {
-	m := h.macs.Get().(hash.Hash)
-	m.Reset()
-	var n [4]byte
+// sum writes the HMAC of the length-prefixed fields (so ("ab","c") and
+// ("a","bc") differ) to out. The fields are written in one Write: each as
+// its 32-bit big-endian length, then its bytes.
+func (h *Hasher) sum(out *[sha256.Size]byte, fields ...string) {
+	m := h.macs.Get().(*mac)
+	b := m.in[:0]
 	for _, f := range fields {
-		l := len(f)
-		n[0], n[1], n[2], n[3] = byte(l>>24), byte(l>>16), byte(l>>8), byte(l)
-		m.Write(n[:])
-		io.WriteString(m, f)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(f)))
+		b = append(b, f...)
 	}
-	b = m.Sum(b)
+	m.h.Reset()
+	m.h.Write(b)
+	*out = [sha256.Size]byte(m.h.Sum(m.out[:0]))
+	if cap(b) <= maxPooledInput {
+		m.in = b[:0]
+	} else {
+		m.in = make([]byte, 0, 256)
+	}
 	h.macs.Put(m)
-	return b
 }

@@ -105,6 +105,21 @@ func fnv32(s string) uint32 {
 	return h
 }
 
+// fnv32Alias is fnv32("\x00" + alias), without building the string.
+func fnv32Alias(alias string) uint32 {
+	h := uint32(2166136261)
+	h ^= 0
+	h *= 16777619
+	for i := 0; i < len(alias); i++ {
+		h ^= uint32(alias[i])
+		h *= 16777619
+	}
+	if h == 0 {
+		h = 1
+	}
+	return h
+}
+
 func fnv64(s string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
@@ -469,7 +484,7 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 		sig.set(sInvalidEmail, !in.Email.Valid)
 		sig.set(sDisposableEmailDomain, in.Email.Disposable)
 		sig.set(sGeneratedEmail, in.Email.Generated)
-		alias = aliasEntry{Email: fnv32(email), Alias: fnv32("\x00" + in.Email.Alias)}
+		alias = aliasEntry{Email: fnv32(email), Alias: fnv32Alias(in.Email.Alias)}
 		sig.set(sMultipleAliasesPerEmail, st.otherAlias(alias))
 		st.observeAlias(alias)
 	}
@@ -500,7 +515,7 @@ func (e *Engine) Assess(st *UserState, in Input) Assessment {
 		if in.EmailKey != "" {
 			key = in.EmailKey
 		}
-		obs[nobs] = schemas.Observation{AppID: ev.AppID, Kind: schemas.ObserveEmail, Key: key, At: now, User: uh, Alias: fnv32("\x00" + in.Email.Alias)}
+		obs[nobs] = schemas.Observation{AppID: ev.AppID, Kind: schemas.ObserveEmail, Key: key, At: now, User: uh, Alias: fnv32Alias(in.Email.Alias)}
 		nobs++
 	}
 	var a Assessment

@@ -934,3 +934,11 @@ func TestSharedDeviceNeedsIdentity(t *testing.T) {
 		t.Fatalf("signals of a device kind: %v", a.Signals)
 	}
 }
+
+func TestFnv32Alias(t *testing.T) {
+	for _, s := range []string{"", "a", "bob+x@example.com", strings.Repeat("é", 40)} {
+		if fnv32Alias(s) != fnv32("\x00"+s) {
+			t.Fatalf("fnv32Alias(%q) differs", s)
+		}
+	}
+}

@@ -402,6 +402,10 @@ func (s *UserState) MarshalBinary() ([]byte, error) {
 	return s.AppendBinary(make([]byte, 0, s.size()))
 }
 
+// BinarySize is at least the length of MarshalBinary's output, for callers
+// that append the state to a buffer of their own.
+func (s *UserState) BinarySize() int { return s.size() }
+
 func (s *UserState) size() int {
 	if s.empty() {
 		return 1
