@@ -54,11 +54,11 @@ test-race: deps ## the test suite under the race detector
 
 .PHONY: fuzz
 fuzz: ## fuzz the request decoder, its JSON validator and the log's record decoders, FUZZTIME each
-	$(GO) test -run='^$$' -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./ingest/
-	$(GO) test -run='^$$' -fuzz='^FuzzCheckJSON$$' -fuzztime=$(FUZZTIME) ./ingest/
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeObservation$$' -fuzztime=$(FUZZTIME) ./schemas/
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeEvent$$' -fuzztime=$(FUZZTIME) ./schemas/
-	$(GO) test -run='^$$' -fuzz='^FuzzDecodeDecision$$' -fuzztime=$(FUZZTIME) ./schemas/
+	GO=$(GO) scripts/fuzz.sh FuzzDecode ./ingest/ $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh FuzzCheckJSON ./ingest/ $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh FuzzDecodeObservation ./schemas/ $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh FuzzDecodeEvent ./schemas/ $(FUZZTIME)
+	GO=$(GO) scripts/fuzz.sh FuzzDecodeDecision ./schemas/ $(FUZZTIME)
 
 .PHONY: bench
 bench: deps build ## Go benchmarks, then the load harness against a dev stack
