@@ -33,17 +33,6 @@ const defaultMutationWait = 2 * time.Minute
 // aggregates the materialized views fold from it.
 var erasedTables = []string{"events", "devices", "device_users", "device_states", "sessions"}
 
-// subject is who a buffered row is about.
-type subject struct {
-	app, user, email string
-	at               time.Time
-}
-
-func subjectOf(d *schemas.Decision) subject {
-	ev := &d.Event
-	return subject{app: ev.AppID, user: ev.User.ID, email: ev.Email(), at: ev.ReceivedAt}
-}
-
 // erasure is a user.delete command to carry out in ClickHouse: every row
 // of the app about the user id or the email received at or before atMs.
 type erasure struct {
@@ -76,15 +65,17 @@ func (w *Worker) dropForgotten() {
 	}
 	n := 0
 	for i := range w.rows {
-		s := w.who[i]
-		if e.Forgotten(s.app, s.user, s.email, s.at) {
+		ev := &w.rows[i].d.Event
+		if e.Forgotten(ev.AppID, ev.User.ID, ev.Email(), ev.ReceivedAt) {
 			continue
 		}
-		w.rows[n], w.received[n], w.who[n] = w.rows[i], w.received[i], w.who[i]
+		if n != i {
+			w.rows[n] = w.rows[i]
+		}
 		n++
 	}
 	clear(w.rows[n:])
-	w.rows, w.received, w.who = w.rows[:n], w.received[:n], w.who[:n]
+	w.rows = w.rows[:n]
 }
 
 // erase carries out the buffered erasures, retrying each until ClickHouse

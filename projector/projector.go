@@ -82,11 +82,10 @@ type Worker struct {
 	log  *slog.Logger
 	lag  *metrics.LagTracker
 
-	rows     [][]any
+	rows     []eventRow
 	received []int64 // received_at (epoch ms) of each row, for freshness
 	pending  int     // records polled since the last commit
 	first    time.Time
-	who      []subject // who each row is about, to leave out the forgotten
 	erasures []erasure // user.delete commands to carry out before the commit
 }
 
@@ -168,23 +167,31 @@ func (w *Worker) add(r *kgo.Record) {
 		w.first = time.Now()
 	}
 	w.pending++
-	var d schemas.Decision
-	if err := schemas.DecodeDecision(r.Value, &d); err != nil {
+	// The decision is decoded into its row in place.
+	w.rows = append(w.rows, eventRow{})
+	row := &w.rows[len(w.rows)-1]
+	if err := schemas.DecodeDecision(r.Value, &row.d); err != nil {
+		w.dropLast()
 		w.log.Error("undecodable decision left out of ClickHouse", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return
 	}
-	if d.Event.Kind == schemas.KindUserDelete {
-		w.addErasure(&d)
+	if row.d.Event.Kind == schemas.KindUserDelete {
+		w.addErasure(&row.d)
+		w.dropLast()
 		return
 	}
-	row, err := eventRow(&d, r.Partition, r.Offset)
-	if err != nil {
+	if err := row.derive(r.Partition, r.Offset); err != nil {
+		w.dropLast()
 		w.log.Error("decision left out of ClickHouse", "partition", r.Partition, "offset", r.Offset, "err", err)
 		return
 	}
-	w.rows = append(w.rows, row)
-	w.received = append(w.received, d.Event.ReceivedAt.UnixMilli())
-	w.who = append(w.who, subjectOf(&d))
+}
+
+// dropLast drops the last buffered row.
+func (w *Worker) dropLast() {
+	n := len(w.rows) - 1
+	w.rows[n] = eventRow{}
+	w.rows = w.rows[:n]
 }
 
 // flush writes the buffered rows, retrying until ClickHouse takes them or
@@ -203,7 +210,7 @@ func (w *Worker) flush(ctx context.Context) error {
 			start := time.Now()
 			err := w.insert(ctx)
 			if err == nil {
-				w.cfg.Metrics.Inserted(len(w.rows), time.Since(start), w.received)
+				w.cfg.Metrics.Inserted(len(w.rows), time.Since(start), w.receivedMs())
 			} else {
 				w.cfg.Metrics.InsertFailed()
 			}
@@ -224,11 +231,25 @@ func (w *Worker) flush(ctx context.Context) error {
 		// again and the views fold them, so this is safe to leave.
 		w.log.Warn("offset commit failed; records will be redelivered", "err", err)
 	}
-	w.rows = w.rows[:0]
-	w.received = w.received[:0]
-	w.who = w.who[:0]
-	w.pending = 0
+	w.reset()
 	return nil
+}
+
+// reset drops the buffered rows (written), keeping their memory.
+func (w *Worker) reset() {
+	clear(w.rows) // let go of the decisions
+	w.rows = w.rows[:0]
+	w.pending = 0
+}
+
+// receivedMs returns the received_at (epoch ms) of each buffered row, for
+// freshness.
+func (w *Worker) receivedMs() []int64 {
+	w.received = w.received[:0]
+	for i := range w.rows {
+		w.received = append(w.received, w.rows[i].d.Event.ReceivedAt.UnixMilli())
+	}
+	return w.received
 }
 
 func (w *Worker) insert(ctx context.Context) error {
@@ -239,12 +260,19 @@ func (w *Worker) insert(ctx context.Context) error {
 		return fmt.Errorf("prepare insert into events: %w", err)
 	}
 	defer batch.Close()
-	if n := len(batch.Columns()); n != len(eventColumns) {
-		return fmt.Errorf("insert into events: server expects %d columns, want %d", n, len(eventColumns))
+	cols := batch.Columns()
+	if len(cols) != len(eventSchema) {
+		return fmt.Errorf("insert into events: server expects %d columns, want %d", len(cols), len(eventSchema))
 	}
-	for _, row := range w.rows {
-		if err := batch.Append(row...); err != nil {
-			return fmt.Errorf("append row to events batch: %w", err)
+	// Column by column from the buffered rows, so a retry sends the very
+	// same rows again.
+	var buf fillBuffer
+	for i, c := range eventSchema {
+		if cols[i].Name() != c.name {
+			return fmt.Errorf("insert into events: column %d is %s, want %s", i, cols[i].Name(), c.name)
+		}
+		if err := c.fill(batch.Column(i), w.rows, &buf); err != nil {
+			return fmt.Errorf("append column %s to events batch: %w", c.name, err)
 		}
 	}
 	if err := batch.Send(); err != nil {
