@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -196,7 +197,10 @@ func (d *Decider) observeSessions(ev *schemas.Event, dec *schemas.Decision, st *
 			changes = append(changes, c)
 			notes = append(notes, sessionNotification(schemas.NotifySessionEnded, ev, c))
 		}
-		s := session{id: sid, device: device, startMs: now, lastMs: now}
+		// The state outlives the event: a string of the decoded event
+		// would keep the whole record's buffer alive (schemas.DecodeEvent
+		// shares one copy of it among the event's strings).
+		s := session{id: strings.Clone(sid), device: strings.Clone(device), startMs: now, lastMs: now}
 		st.eu.sessions = append(st.eu.sessions, s)
 		c := s.change(ev, schemas.SessionActive, "", 0)
 		changes = append(changes, c)
@@ -439,7 +443,7 @@ func eventActivation(ev *schemas.Event) (activation, bool) {
 	if err != nil || len(h) != sha256.Size {
 		return activation{}, false
 	}
-	out := activation{device: ev.Device.Token, expiresMs: a.ExpiresAtMs}
+	out := activation{device: strings.Clone(ev.Device.Token), expiresMs: a.ExpiresAtMs}
 	copy(out.hash[:], h)
 	return out, true
 }
@@ -448,7 +452,7 @@ func eventActivation(ev *schemas.Event) (activation, bool) {
 // and, beyond maxActivations, the oldest.
 func (s *endUserState) addActivation(device string, a activation, now int64) {
 	s.dropExpired(now)
-	a.device = device
+	a.device = strings.Clone(device)
 	s.activations = append(s.activations, a)
 	if len(s.activations) > maxActivations {
 		s.activations = s.activations[len(s.activations)-maxActivations:]
