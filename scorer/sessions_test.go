@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/uuid"
 	"github.com/moat-dev/moat/internal/useragent"
@@ -482,6 +483,39 @@ func TestSessionNotificationData(t *testing.T) {
 		want, _ := json.Marshal(map[string]any{"id": n.ID, "user_id": "u1", "device_token": c.DeviceToken, "trigger": "$login.succeeded", "session": session})
 		if string(n.Data) != string(want) {
 			t.Fatalf("data\n%s\nwant\n%s", n.Data, want)
+		}
+	}
+}
+
+// TestStateKeepsNoEventMemory: the strings a user's state keeps are copies,
+// not pieces of the decoded event. schemas.DecodeEvent gives every string
+// of an event one shared buffer, so a kept piece would keep the whole
+// record alive for as long as the user's state lives (a scorer holds every
+// user of its partitions).
+func TestStateKeepsNoEventMemory(t *testing.T) {
+	f := newSessionsFixture(t)
+	src := f.event("$login", "$succeeded", "Mozilla/5.0 (X11; Linux x86_64) Firefox/128.0", 0, "")
+	var ev schemas.Event
+	if err := schemas.DecodeEvent(src.AppendJSON(nil), &ev); err != nil {
+		t.Fatal(err)
+	}
+	f.decide(&ev)
+	if len(f.st.eu.sessions) != 1 || f.st.eu.sessions[0].id != ev.ID {
+		t.Fatalf("sessions %+v, want one started by the login", f.st.eu.sessions)
+	}
+	inEvent := func(s string) bool {
+		p := uintptr(unsafe.Pointer(unsafe.StringData(s)))
+		for _, e := range []string{ev.ID, ev.AppID, ev.User.ID, ev.Context.IP, ev.Context.Headers["user-agent"]} {
+			b := uintptr(unsafe.Pointer(unsafe.StringData(e)))
+			if p >= b && p < b+uintptr(len(e)) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, s := range f.st.eu.sessions {
+		if inEvent(s.id) || inEvent(s.device) {
+			t.Errorf("session %q on device %q points into the decoded event", s.id, s.device)
 		}
 	}
 }
