@@ -174,7 +174,8 @@ else
 	PIDS="broker=${PID[broker]},ingest=${PID[ingest]},scorer=${PID[scorer]},projector=${PID[projector]},webhooker=${PID[webhooker]},api=${PID[api]},clickhouse=${PID[clickhouse]}"
 	echo "split stack ready: $PIDS" >&2
 	if [ "$INGEST_ONLY" = 1 ]; then
-		LOAD_ARGS="--pause scorer=${PID[scorer]},projector=${PID[projector]} $LOAD_ARGS"
+		# The paused roles catch up after sending: give them time.
+		LOAD_ARGS="--pause scorer=${PID[scorer]},projector=${PID[projector]} --drain-timeout 15m $LOAD_ARGS"
 	fi
 fi
 status=0

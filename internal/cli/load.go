@@ -42,6 +42,7 @@ func loadCommand() (*flag.FlagSet, func(context.Context) error) {
 	fs.DurationVar(&maxLatency, "target-p99-latency", 50*time.Millisecond, "fail when p99 ingest latency exceeds this")
 	fs.DurationVar(&maxLag, "target-p99-lag", 2*time.Second, "fail when p99 end-to-end lag exceeds this")
 	fs.StringVar(&md, "markdown", "", "also write the report (Markdown) to this file")
+	fs.DurationVar(&cfg.DrainTimeout, "drain-timeout", loadgen.DefaultDrainTimeout, "how long to wait after sending for the accepted events to be visible in ClickHouse (raise it when --pause leaves a backlog)")
 	return fs, func(ctx context.Context) error {
 		if secretFile != "" {
 			b, err := os.ReadFile(secretFile)
