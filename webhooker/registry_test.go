@@ -178,6 +178,9 @@ func TestLiveEndpoints(t *testing.T) {
 	// X-Moat-Signature (the receiver checks with each in turn below).
 	rotated := reg.update(t, "a", ep.ID, endpoints.Patch{Types: &[]string{}, RotateSecret: true})
 	rc.setSecrets(rotated, secret)
+	// Wait for the worker to follow the update: a notification it takes
+	// before that is still filtered by the old types (CI saw one dropped).
+	seen(t, w.w, "a", ep.ID, func(e *endpoint) bool { return e != nil && e.wants(schemas.NotifyIncidentConfirmed) })
 	p.send(t, notification("a", 4))
 	rc.next(t)
 	rc.setSecrets(rotated)
