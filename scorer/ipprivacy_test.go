@@ -12,10 +12,8 @@ import (
 	"github.com/maxmind/mmdbwriter"
 	"github.com/maxmind/mmdbwriter/mmdbtype"
 	"github.com/moat-dev/moat/internal/geoip"
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
-	"github.com/moat-dev/moat/scorer/fingerprint"
 )
 
 // privacyGeo builds a tiny ASN mmdb (a residential, a VPN operator's, a
@@ -72,15 +70,7 @@ func privacyGeo(t *testing.T) *geoip.DB {
 // its documented weights (docs/signals.md), and neither for a residential
 // or a datacenter network; the decision's ip carries the flags.
 func TestIPPrivacySignals(t *testing.T) {
-	ua, err := useragent.New(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp, err := fingerprint.New([]byte(strings.Repeat("k", 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := scorer.NewDecider(ua, fp, scorer.Enrichment{Geo: privacyGeo(t)}, nil)
+	d := newDeciderWith(t, scorer.Enrichment{Geo: privacyGeo(t)}, nil)
 	type weights map[string]float64 // score:signal → contribution
 	tests := []struct {
 		name, ip         string

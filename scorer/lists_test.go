@@ -6,10 +6,8 @@ import (
 	"time"
 
 	"github.com/moat-dev/moat/internal/lists"
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
-	"github.com/moat-dev/moat/scorer/fingerprint"
 	"github.com/moat-dev/moat/scorer/risk"
 )
 
@@ -37,15 +35,7 @@ func TestDecideListConditions(t *testing.T) {
 		risk.Rule{ID: "blocked", Name: "Blocked networks", Action: risk.ActionDeny, Hard: true, InList: []risk.ListCond{{ListID: "blocked", Field: schemas.ListFieldIPValue}}},
 		risk.Rule{ID: "vip", Name: "VIPs", Action: risk.ActionChallenge, InList: []risk.ListCond{{ListID: "vip"}}},
 	)
-	ua, err := useragent.New(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp, err := fingerprint.New([]byte("0123456789abcdef0123456789abcdef"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := scorer.NewDecider(ua, fp, scorer.Enrichment{}, map[string]*risk.Policy{"app": pol})
+	d := newDeciderWith(t, scorer.Enrichment{}, map[string]*risk.Policy{"app": pol})
 	d.SetLists(idx)
 	decide := func(ip, email string, when time.Time) schemas.Decision {
 		ev := event(1)

@@ -4,10 +4,8 @@ import (
 	"encoding/json"
 	"testing"
 
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
-	"github.com/moat-dev/moat/scorer/fingerprint"
 	"github.com/moat-dev/moat/scorer/risk"
 )
 
@@ -21,15 +19,7 @@ func TestPolicyMatchedNotification(t *testing.T) {
 		risk.Rule{ID: "watch-login", Name: "Watch logins", Action: risk.ActionAllow, Notify: true, Types: []string{"$login"}},
 		risk.Rule{ID: "quiet", Name: "Quiet", Action: risk.ActionAllow, Types: []string{"$registration"}},
 	)
-	ua, err := useragent.New(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp, err := fingerprint.New([]byte("0123456789abcdef0123456789abcdef"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	d := scorer.NewDecider(ua, fp, scorer.Enrichment{}, map[string]*risk.Policy{"app": pol})
+	d := newDeciderWith(t, scorer.Enrichment{}, map[string]*risk.Policy{"app": pol})
 	st := &scorer.UserState{}
 	matched := func(kind schemas.Kind, typ string, seq int) []schemas.Notification {
 		ev := event(seq)

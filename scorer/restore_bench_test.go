@@ -8,15 +8,12 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/moat-dev/moat/internal/kafka"
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
-	"github.com/moat-dev/moat/scorer/fingerprint"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -25,14 +22,7 @@ import (
 // 1 to 12 events each (logins, failed logins, registrations, from up to 4
 // browsers and 6 addresses) through a real Decider.
 func restoreTemplates(b *testing.B, n int) [][]byte {
-	ua, err := useragent.New(0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	fp, err := fingerprint.New([]byte(strings.Repeat("k", 32)))
-	if err != nil {
-		b.Fatal(err)
-	}
+	ua, fp := testParts(b)
 	d := NewDecider(ua, fp, Enrichment{}, nil)
 	uas := []string{
 		"Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",

@@ -17,12 +17,20 @@ import (
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/moat-dev/moat/scorer/fingerprint"
+	"github.com/moat-dev/moat/scorer/risk"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func newDecider(t testing.TB) *scorer.Decider {
+	return newDeciderWith(t, scorer.Enrichment{}, nil)
+}
+
+// newDeciderWith is a decider with a fixed test device key, the given
+// enrichment and the apps' policies.
+func newDeciderWith(t testing.TB, enr scorer.Enrichment, policies map[string]*risk.Policy) *scorer.Decider {
+	t.Helper()
 	ua, err := useragent.New(0)
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +39,7 @@ func newDecider(t testing.TB) *scorer.Decider {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return scorer.NewDecider(ua, fp, scorer.Enrichment{}, nil)
+	return scorer.NewDecider(ua, fp, enr, policies)
 }
 
 func event(i int) schemas.Event {

@@ -14,7 +14,6 @@ import (
 	"unsafe"
 
 	"github.com/google/uuid"
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer/fingerprint"
 )
@@ -35,14 +34,7 @@ type sessionsFixture struct {
 }
 
 func newSessionsFixture(t *testing.T) *sessionsFixture {
-	ua, err := useragent.New(0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fp, err := fingerprint.New([]byte(strings.Repeat("k", 32)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ua, fp := testParts(t)
 	return &sessionsFixture{t: t, d: NewDecider(ua, fp, Enrichment{}, nil), fp: fp, st: &UserState{}}
 }
 

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/moat-dev/moat/internal/useragent"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/moat-dev/moat/scorer/fingerprint"
@@ -124,15 +123,7 @@ func TestCrossUserSignals(t *testing.T) {
 	c := newCluster(t)
 	key := []byte(strings.Repeat("k", 32))
 	newD := func() *scorer.Decider {
-		ua, err := useragent.New(0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fp, err := fingerprint.New(key)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return scorer.NewDecider(ua, fp, scorer.Enrichment{}, nil)
+		return newDecider(t)
 	}
 	hasher, err := fingerprint.New(key)
 	if err != nil {
