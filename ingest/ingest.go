@@ -8,10 +8,10 @@
 package ingest
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -83,7 +83,7 @@ const ambiguityGrace = 15 * time.Second
 // to it, at most ambiguityGrace longer. This keeps 503 meaning "not
 // written", so a client retry does not store the event twice.
 func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
-	value := getValue()
+	value := valuePool.get()
 	*value = ev.AppendJSON(*value)
 	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.timeout)
 	defer cancel()
@@ -99,7 +99,7 @@ func (p *Producer) Append(ctx context.Context, ev *schemas.Event) error {
 		p.metrics.Produced(kind, time.Since(start), err)
 		// The promise is the client's last use of the record: the value's
 		// buffer can serve another record now.
-		putValue(value)
+		valuePool.put(value)
 		done <- err
 	})
 	var err error
@@ -133,24 +133,8 @@ type eventRecord struct {
 var eventSchema = []byte("event.v1")
 
 // Record values are encoded into pooled buffers, returned by the produce
-// promise. One that grew past maxPooledValue is left to the garbage
-// collector.
-const maxPooledValue = 64 << 10
-
-var valuePool = sync.Pool{New: func() any {
-	b := make([]byte, 0, 2048)
-	return &b
-}}
-
-func getValue() *[]byte { return valuePool.Get().(*[]byte) }
-
-func putValue(b *[]byte) {
-	if cap(*b) > maxPooledValue {
-		return
-	}
-	*b = (*b)[:0]
-	valuePool.Put(b)
-}
+// promise.
+var valuePool = newBufferPool(2<<10, 64<<10)
 
 // Ping checks that a broker answers.
 func (p *Producer) Ping(ctx context.Context) error { return p.cl.Ping(ctx) }
@@ -206,9 +190,11 @@ func (h *Handler) accept(kind schemas.Kind) echo.HandlerFunc {
 
 // decode reads and validates the body and stamps the server fields.
 func (h *Handler) decode(c echo.Context, kind schemas.Kind) (schemas.Event, error) {
-	buf := getBody()
-	defer putBody(buf)
-	body, err := readAll(c.Request().Body, *buf)
+	buf := bodyPool.get()
+	defer bodyPool.put(buf)
+	rd := bytes.NewBuffer(*buf)
+	_, err := rd.ReadFrom(c.Request().Body)
+	body := rd.Bytes()
 	*buf = body
 	if err != nil {
 		if httpapi.IsTooLarge(err) {
@@ -234,42 +220,30 @@ func (h *Handler) decode(c echo.Context, kind schemas.Kind) (schemas.Event, erro
 	return ev, nil
 }
 
-// Request bodies are read into pooled buffers. A buffer that grew past
-// maxPooledBody (a body up to the configured limit, 1 MiB by default) is
-// left to the garbage collector rather than kept in the pool.
-const (
-	pooledBodySize = 4 << 10
-	maxPooledBody  = 64 << 10
-)
+// Request bodies are read into pooled buffers (a body may be up to the
+// configured limit, 1 MiB by default; big ones are not kept).
+var bodyPool = newBufferPool(4<<10, 64<<10)
 
-var bodyPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, pooledBodySize)
-	return &b
-}}
+// bufferPool recycles byte slices. One that grew past max is left to the
+// garbage collector rather than kept.
+type bufferPool struct {
+	pool sync.Pool
+	max  int
+}
 
-func getBody() *[]byte { return bodyPool.Get().(*[]byte) }
+func newBufferPool(size, max int) *bufferPool {
+	return &bufferPool{max: max, pool: sync.Pool{New: func() any {
+		b := make([]byte, 0, size)
+		return &b
+	}}}
+}
 
-func putBody(b *[]byte) {
-	if cap(*b) > maxPooledBody {
+func (p *bufferPool) get() *[]byte { return p.pool.Get().(*[]byte) }
+
+func (p *bufferPool) put(b *[]byte) {
+	if cap(*b) > p.max {
 		return
 	}
 	*b = (*b)[:0]
-	bodyPool.Put(b)
-}
-
-// readAll is io.ReadAll appending to b.
-func readAll(r io.Reader, b []byte) ([]byte, error) {
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := r.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		if err != nil {
-			if err == io.EOF {
-				err = nil
-			}
-			return b, err
-		}
-	}
+	p.pool.Put(b)
 }
