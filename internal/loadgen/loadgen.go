@@ -12,7 +12,6 @@
 package loadgen
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -518,12 +517,8 @@ func signalAll(ps []NamedPID, sig syscall.Signal) error {
 // stopped reports whether /proc shows pid stopped (state T); true when it
 // cannot tell, so that callers do not wait for nothing.
 func stopped(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	i := bytes.LastIndexByte(b, ')')
-	if err != nil || i < 0 || i+2 >= len(b) {
-		return true
-	}
-	return b[i+2] == 'T' || b[i+2] == 't'
+	state, err := procState(pid)
+	return err != nil || state == 'T' || state == 't'
 }
 
 // continueAll continues every process of ps (SIGCONT), whatever their

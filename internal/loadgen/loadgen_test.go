@@ -485,15 +485,10 @@ func TestRunOverrun(t *testing.T) {
 	}
 }
 
-// procState is the state letter of /proc/<pid>/stat: 'T' when stopped
-// (0 when it cannot be read).
-func procState(pid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	i := bytes.LastIndexByte(b, ')')
-	if err != nil || i < 0 || i+2 >= len(b) {
-		return 0
-	}
-	return b[i+2]
+// isStopped reports whether /proc shows pid stopped.
+func isStopped(pid int) bool {
+	state, err := procState(pid)
+	return err == nil && state == 'T'
 }
 
 func TestRunPausesWhileSending(t *testing.T) {
@@ -510,7 +505,7 @@ func TestRunPausesWhileSending(t *testing.T) {
 	var stoppedDuring atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		io.Copy(io.Discard, req.Body)
-		if procState(pid) == 'T' {
+		if isStopped(pid) {
 			stoppedDuring.Add(1)
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -527,7 +522,7 @@ func TestRunPausesWhileSending(t *testing.T) {
 	}
 	// Continued once sending is done (the kernel may take a moment).
 	deadline := time.Now().Add(5 * time.Second)
-	for procState(pid) == 'T' {
+	for isStopped(pid) {
 		if time.Now().After(deadline) {
 			t.Fatal("the paused process was not continued")
 		}

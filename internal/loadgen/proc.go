@@ -268,3 +268,17 @@ func (p *watched) stats() ProcStats {
 	}
 	return s
 }
+
+// procState returns the state letter of /proc/<pid>/stat (R, S, T, ...),
+// the field after the command, counted from its last ')'.
+func procState(pid int) (byte, error) {
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	if i < 0 || i+2 >= len(stat) {
+		return 0, fmt.Errorf("loadgen: /proc/%d/stat: no state", pid)
+	}
+	return stat[i+2], nil
+}
