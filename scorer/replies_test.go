@@ -7,11 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/moat-dev/moat/internal/kafka"
+	"github.com/moat-dev/moat/internal/kafka/kafkatest"
 	"github.com/moat-dev/moat/schemas"
 	"github.com/moat-dev/moat/scorer"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -29,12 +28,8 @@ type abortingCluster struct {
 
 func newAbortingCluster(t *testing.T, hold bool) *abortingCluster {
 	t.Helper()
-	k, err := kfake.NewCluster(kfake.NumBrokers(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Close)
-	c := &abortingCluster{allow: make(chan struct{})}
+	k, cfg, cl := kafkatest.Cluster(t, 3)
+	c := &abortingCluster{allow: make(chan struct{}), cluster: cluster{cfg: cfg, cl: cl}}
 	k.ControlKey(int16(kmsg.TxnOffsetCommit), func(kr kmsg.Request) (kmsg.Response, error, bool) {
 		k.KeepControl()
 		if hold && c.aborted.Load() == 0 {
@@ -70,20 +65,6 @@ func newAbortingCluster(t *testing.T, hold bool) *abortingCluster {
 		c.aborted.Add(1)
 		return resp, nil, true
 	})
-	cfg := kafka.DefaultConfig()
-	cfg.Brokers = k.ListenAddrs()
-	cfg.Partitions = 3
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(cl.Close)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := kafka.EnsureTopics(ctx, cl, cfg, schemas.AllTopics()...); err != nil {
-		t.Fatal(err)
-	}
-	c.cluster = cluster{cfg: cfg, cl: cl}
 	return c
 }
 
