@@ -575,52 +575,21 @@ func appendPacked(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// hexValue maps the lower-case hex digits to their values, anything else
-// to 0xff.
-var hexValue = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	for i, c := range "0123456789abcdef" {
-		t[c] = byte(i)
-	}
-	return t
-}()
-
 // packUUID decodes s when it is a UUID in canonical form (36 characters,
 // lower-case hex): the strings uuid.Parse accepts and UUID.String gives
 // back unchanged.
-func packUUID(s string) (u uuid.UUID, ok bool) {
-	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return u, false
+func packUUID(s string) (uuid.UUID, bool) {
+	if len(s) != 36 || strings.ToLower(s) != s {
+		return uuid.UUID{}, false
 	}
-	j := 0
-	for i := 0; i < 36; i += 2 {
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			i-- // skip the dash
-			continue
-		}
-		hi, lo := hexValue[s[i]], hexValue[s[i+1]]
-		if hi > 15 || lo > 15 {
-			return u, false
-		}
-		u[j] = hi<<4 | lo
-		j++
-	}
-	return u, true
+	u, err := uuid.Parse(s)
+	return u, err == nil
 }
 
-// base64URLValue maps the characters of the URL-safe base64 alphabet to
-// their values, anything else to 0xff.
-var base64URLValue = func() (t [256]byte) {
-	for i := range t {
-		t[i] = 0xff
-	}
-	for i, c := range "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_" {
-		t[c] = byte(i)
-	}
-	return t
-}()
+// strictToken decodes device tokens: unpadded URL-safe base64 whose
+// unused low bits are zero, so that a decoded token encodes back to the
+// same string.
+var strictToken = base64.RawURLEncoding.Strict()
 
 // packToken decodes s when it is 16 bytes in canonical unpadded URL-safe
 // base64 (22 characters, the 4 unused low bits of the last one zero): the
@@ -630,23 +599,8 @@ func packToken(s string) (t [16]byte, ok bool) {
 	if len(s) != 22 {
 		return t, false
 	}
-	var v [22]byte
-	for i := 0; i < 22; i++ {
-		if v[i] = base64URLValue[s[i]]; v[i] == 0xff {
-			return t, false
-		}
-	}
-	if v[21]&0x0f != 0 {
-		return t, false
-	}
-	for g := 0; g < 5; g++ {
-		a, b, c, d := v[4*g], v[4*g+1], v[4*g+2], v[4*g+3]
-		t[3*g] = a<<2 | b>>4
-		t[3*g+1] = b<<4 | c>>2
-		t[3*g+2] = c<<6 | d
-	}
-	t[15] = v[20]<<2 | v[21]>>4
-	return t, true
+	n, err := strictToken.Decode(t[:], []byte(s))
+	return t, err == nil && n == len(t)
 }
 
 func readPacked(b []byte) (string, []byte, bool) {
