@@ -604,9 +604,9 @@ func (d *decoder) float(p *float64) bool {
 	if !ok {
 		return false
 	}
-	f, ok := parseFloat(lit)
+	f, err := strconv.ParseFloat(string(lit), 64)
 	*p = f
-	return ok
+	return err == nil
 }
 
 func (d *decoder) int(p *int) bool {
@@ -743,46 +743,6 @@ func digits(data []byte, i int) int {
 		i++
 	}
 	return i
-}
-
-// pow10 are powers of ten, all exact float64s.
-var pow10 = [...]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
-
-// parseFloat is strconv.ParseFloat(lit, 64) for a JSON number. A decimal
-// of at most 15 digits without exponent (the scores and coordinates Moat
-// writes) is m / 10^k with m and 10^k exact float64s, so one division
-// rounds it correctly, as strconv does; others go to strconv.
-func parseFloat(lit []byte) (float64, bool) {
-	neg := lit[0] == '-'
-	digits := lit
-	if neg {
-		digits = lit[1:]
-	}
-	var m uint64
-	n, frac := 0, -1
-	for i, c := range digits {
-		switch {
-		case '0' <= c && c <= '9':
-			m = m*10 + uint64(c-'0')
-			n++
-		case c == '.':
-			frac = len(digits) - i - 1
-		default: // an exponent
-			n = 100
-		}
-	}
-	if n > 15 {
-		f, err := strconv.ParseFloat(string(lit), 64)
-		return f, err == nil
-	}
-	f := float64(m)
-	if neg {
-		f = -f
-	}
-	if frac > 0 {
-		f /= pow10[frac]
-	}
-	return f, true
 }
 
 // plainString marks the bytes a JSON string holds as they are: ASCII

@@ -5,12 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -428,35 +426,6 @@ func TestDecodeCases(t *testing.T) {
 	for _, c := range decisions {
 		if fast, _ := checkDecision(t, []byte(c.json)); fast != c.fast {
 			t.Errorf("%q: scanner took it: %v, want %v", c.json, fast, c.fast)
-		}
-	}
-}
-
-// TestParseFloat checks parseFloat's own path against strconv, bit for
-// bit, on random decimals around its 15-digit limit.
-func TestParseFloat(t *testing.T) {
-	r := rand.New(rand.NewPCG(5, 6))
-	lits := []string{"0", "-0", "-0.0", "0.1", "0.3", "1.5", "52.520008", "-13.4", "123456789012345",
-		"0.000000000000001", "999999999999999.9", "9007199254740993", "1e-7", "2.5E+21", "1.7976931348623157e308"}
-	for range 20000 {
-		b := []byte(strconv.FormatUint(r.Uint64N(1_000_000_000_000_000_000), 10))
-		b = b[:1+r.IntN(len(b))]
-		if i := r.IntN(len(b) + 1); i < len(b) {
-			b = append(b[:i:i], append([]byte{'.'}, b[i:]...)...)
-			if i == 0 {
-				b = append([]byte{'0'}, b...)
-			}
-		}
-		if r.IntN(2) == 0 {
-			b = append([]byte{'-'}, b...)
-		}
-		lits = append(lits, string(b))
-	}
-	for _, lit := range lits {
-		want, err := strconv.ParseFloat(lit, 64)
-		got, ok := parseFloat([]byte(lit))
-		if ok != (err == nil) || math.Float64bits(got) != math.Float64bits(want) {
-			t.Fatalf("parseFloat(%s) = %v, %v; strconv: %v, %v", lit, got, ok, want, err)
 		}
 	}
 }
