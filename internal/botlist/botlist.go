@@ -46,9 +46,6 @@ type lit struct {
 	s     string
 	entry int32 // index into List.entries
 	anch  uint8
-	// head holds the literal's bytes 2 to 5 (as many as it has), mask
-	// which of them: a quick test before comparing the whole literal.
-	head, mask uint32
 }
 
 type rx struct {
@@ -61,15 +58,12 @@ type rx struct {
 type List struct {
 	entries []Entry
 	// buckets[b0<<8|b1] lists literals starting with bytes b0 b1, in entry
-	// order; short holds one-byte literals. nonEmpty has bit b0<<8|b1 set
-	// when that bucket has literals: scanning a user agent tests 8 KB of
-	// bits rather than loading 1.5 MB of slice headers.
-	buckets  [1 << 16][]lit
-	nonEmpty [1 << 16 / 64]uint64
-	short    []lit
-	suffix   []lit // anchored at the end (atEnd, whole)
-	regexps  []rx
-	minLen   int
+	// order; short holds one-byte literals.
+	buckets [1 << 16][]lit
+	short   []lit
+	suffix  []lit // anchored at the end (atEnd, whole)
+	regexps []rx
+	minLen  int
 }
 
 // Stats tells how the patterns were compiled.
@@ -162,20 +156,8 @@ func (l *List) add(x lit) {
 		l.short = append(l.short, x)
 	default:
 		k := int(x.s[0])<<8 | int(x.s[1])
-		x.head, x.mask = head4(x.s[2:])
 		l.buckets[k] = append(l.buckets[k], x)
-		l.nonEmpty[k>>6] |= 1 << (k & 63)
 	}
-}
-
-// head4 packs up to the first 4 bytes of s (little-endian) and the mask of
-// the bytes present.
-func head4(s string) (v, mask uint32) {
-	for i := 0; i < 4 && i < len(s); i++ {
-		v |= uint32(s[i]) << (8 * i)
-		mask |= 0xff << (8 * i)
-	}
-	return v, mask
 }
 
 // Stats reports how the patterns were compiled.
@@ -237,12 +219,7 @@ func (l *List) MatchIndex(ua string) int {
 	}
 	best := int32(len(l.entries))
 	for i := 0; i+1 < len(ua); i++ {
-		k := int(ua[i])<<8 | int(ua[i+1])
-		if l.nonEmpty[k>>6]&(1<<(k&63)) == 0 {
-			continue
-		}
-		b := l.buckets[k]
-		next, _ := head4(ua[i+2:])
+		b := l.buckets[int(ua[i])<<8|int(ua[i+1])]
 		for j := range b {
 			x := &b[j]
 			if x.entry >= best {
@@ -251,7 +228,7 @@ func (l *List) MatchIndex(ua string) int {
 			if x.anch == atStart && i != 0 {
 				continue
 			}
-			if next&x.mask == x.head && strings.HasPrefix(ua[i:], x.s) {
+			if strings.HasPrefix(ua[i:], x.s) {
 				best = x.entry
 				break
 			}
