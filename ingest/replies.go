@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
-	json "github.com/goccy/go-json"
 	"log/slog"
 	"sync"
 	"time"
@@ -116,7 +115,7 @@ func (r *Replies) dispatch(rec *kgo.Record) {
 		return
 	}
 	var d schemas.Decision
-	if err := json.Unmarshal(rec.Value, &d); err != nil {
+	if err := schemas.DecodeDecision(rec.Value, &d); err != nil {
 		r.log.Error("undecodable reply", "offset", rec.Offset, "err", err)
 		return
 	}

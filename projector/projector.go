@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"time"
 
 	"github.com/ClickHouse/clickhouse-go/v2/lib/driver"
@@ -134,7 +135,13 @@ func (w *Worker) Run(ctx context.Context) error {
 				w.log.Warn("fetch failed", "topic", topic, "partition", p, "err", err)
 			}
 		})
-		fetches.EachRecord(w.add)
+		n := 0
+		fetches.EachRecord(func(r *kgo.Record) {
+			w.add(r)
+			if n++; n%yieldEvery == 0 {
+				runtime.Gosched()
+			}
+		})
 		w.lag.Observe(fetches)
 		if ctx.Err() != nil {
 			return w.drain()
@@ -152,6 +159,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 	}
 }
+
+// yieldEvery is how many decisions the projector decodes before it lets
+// other goroutines run (runtime.Gosched), as it does between the columns
+// of an insert. A poll can hold thousands of decisions and a batch takes
+// milliseconds per column; without yielding, the Go scheduler lets such a
+// stretch hold its processor for up to 10 ms before preempting it. In
+// `moat dev`, every role shares one process and two processors are
+// common, so ingest's and the scorer's goroutines (a risk call's path)
+// would wait behind it. A yield costs well under a microsecond.
+const yieldEvery = 32
 
 func (w *Worker) untilFlush() time.Duration {
 	if w.pending == 0 {
@@ -274,6 +291,7 @@ func (w *Worker) insert(ctx context.Context) error {
 		if err := c.fill(batch.Column(i), w.rows, &buf); err != nil {
 			return fmt.Errorf("append column %s to events batch: %w", c.name, err)
 		}
+		runtime.Gosched() // see yieldEvery
 	}
 	if err := batch.Send(); err != nil {
 		return fmt.Errorf("send events batch: %w", err)

@@ -15,6 +15,13 @@
 # to split-. The devices path is not available (it is the api's, and moat
 # load has one --url).
 #   SPLIT=1 RATES=5000 DURATION=60s scripts/bench.sh
+# WARMUP=20s first sends at each rate for that long (same paths, users and
+# devices, every event still checked in ClickHouse, report kept as
+# <PREFIX><rate>-warmup.md) and then runs the measured DURATION: the
+# scorer has then restored every partition and the simulated users come
+# back on known devices, as most logins do in production, instead of
+# every call being a first sighting on a cold stack.
+#   WARMUP=20s PATHS=risk=100 PREFIX=risk-warm- RATES=500 scripts/bench.sh
 # INGEST_ONLY=1 (with SPLIT=1) pauses the scorer and projector (SIGSTOP)
 # while sending and continues them for the drain: ingest and the broker
 # are measured on their own, and every accepted event is still verified in
@@ -24,6 +31,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RATES="${RATES:-1000 3000 5000}"
 DURATION="${DURATION:-60s}"
+WARMUP="${WARMUP:-}"
+# SEED (moat load --seed) picks the simulated users' devices; with WARMUP
+# both runs use one, so the measured run's users come back on the devices
+# the warm-up introduced.
+SEED="${SEED:-}"
+if [ -n "$WARMUP" ] && [ -z "$SEED" ]; then
+	SEED=$((RANDOM * 32768 + RANDOM + 1))
+fi
 OUT="${OUT:-docs/bench}"
 PATHS="${PATHS:-}"
 SPLIT="${SPLIT:-0}"
@@ -180,10 +195,18 @@ else
 fi
 status=0
 for rate in $RATES; do
+	if [ -n "$WARMUP" ]; then
+		echo "== warm-up: $rate requests/s for $WARMUP${PATHS:+ ($PATHS)}" >&2
+		# shellcheck disable=SC2086 # LOAD_ARGS is a list of flags
+		bin/moat load --url "http://127.0.0.1:$HTTP" --secret "$SECRET" --rate "$rate" --duration "$WARMUP" \
+			${PATHS:+--paths "$PATHS"} ${SEED:+--seed "$SEED"} $LOAD_ARGS \
+			--clickhouse-addr "127.0.0.1:$CH" --pids "$PIDS" --markdown "$OUT/$PREFIX$rate-warmup.md" >/dev/null || status=1
+		grep -E 'Lost|^\| (POST|GET) ' "$OUT/$PREFIX$rate-warmup.md" >&2
+	fi
 	echo "== $rate requests/s for $DURATION${PATHS:+ ($PATHS)}" >&2
 	# shellcheck disable=SC2086 # LOAD_ARGS is a list of flags
 	bin/moat load --url "http://127.0.0.1:$HTTP" --secret "$SECRET" --rate "$rate" --duration "$DURATION" \
-		${PATHS:+--paths "$PATHS"} $LOAD_ARGS \
+		${PATHS:+--paths "$PATHS"} ${SEED:+--seed "$SEED"} $LOAD_ARGS \
 		--clickhouse-addr "127.0.0.1:$CH" --pids "$PIDS" --markdown "$OUT/$PREFIX$rate.md" >/dev/null || status=1
 	grep -E 'Achieved|Ingest latency|End-to-end lag|Lost|Result|^\| (POST|GET) ' "$OUT/$PREFIX$rate.md" >&2
 done

@@ -223,3 +223,40 @@ func TestStartHonoursContext(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
+
+// TestNiceAppliesToEveryThread starts a server with Nice and checks the
+// niceness of each of its threads, those started by queries included.
+func TestNiceAppliesToEveryThread(t *testing.T) {
+	needBinary(t)
+	s := start(t, chserver.Config{Dir: t.TempDir(), Logger: testLogger(t), Nice: 7})
+	conn := open(t, s.Addr())
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var n uint64
+	if err := conn.QueryRow(ctx, "SELECT count() FROM (SELECT number FROM system.numbers LIMIT 1000000) WHERE number % 7 = 0").Scan(&n); err != nil {
+		t.Fatalf("query: %v", err)
+	}
+	pid := s.Pid()
+	if pid == 0 {
+		t.Fatal("Pid() = 0 for a running server")
+	}
+	tasks, err := filepath.Glob(filepath.Join("/proc", strconv.Itoa(pid), "task", "*", "stat"))
+	if err != nil || len(tasks) < 2 {
+		t.Fatalf("threads of %d: %v %v", pid, tasks, err)
+	}
+	for _, f := range tasks {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		// Fields after the command name (in parentheses, which may hold
+		// spaces): state is field 3, nice field 19.
+		rest := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(rest) < 17 {
+			t.Fatalf("%s: short stat line %q", f, b)
+		}
+		if rest[16] != "7" {
+			t.Errorf("%s: nice %s, want 7", f, rest[16])
+		}
+	}
+}

@@ -54,6 +54,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		dataDir   string
 		kafkaPort int
 		chPort    int
+		chNice    int
 		kafkaSync bool
 	)
 	lf.register(fs)
@@ -72,10 +73,14 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 	fs.StringVar(&dataDir, "data-dir", "./.moat", "where the embedded Kafka, ClickHouse and generated secrets live")
 	fs.IntVar(&kafkaPort, "kafka-port", 19092, "port of the embedded Kafka (127.0.0.1); 0 picks a free one")
 	fs.IntVar(&chPort, "clickhouse-port", 19000, "native port of the local ClickHouse started when --clickhouse-addr is empty; 0 picks a free one")
+	fs.IntVar(&chNice, "clickhouse-nice", 19, "CPU niceness (0-19) of the local ClickHouse's threads: on a machine it shares with moat, its inserts and merges yield the CPU to the request path; 0 runs it at moat's own priority")
 	return fs, func(ctx context.Context) error {
 		log, err := lf.logger()
 		if err != nil {
 			return err
+		}
+		if chNice < 0 || chNice > 19 {
+			return fmt.Errorf("--clickhouse-nice %d: want 0 to 19", chNice)
 		}
 		if os.Getenv("GOGC") == "" {
 			// Every role and the embedded broker share one heap here, and
@@ -85,7 +90,7 @@ func devCommand() (*flag.FlagSet, func(context.Context) error) {
 		}
 		d := &devStack{log: log, dataDir: dataDir}
 		defer d.close()
-		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, ekf: ekf, euf: euf, ssf: ssf, kafkaPort: kafkaPort, chPort: chPort, kafkaSync: kafkaSync})
+		return d.run(ctx, devOptions{kf: kf, cf: cf, hf: hf, pf: pf, inf: inf, sf: sf, ef: ef, ekf: ekf, euf: euf, ssf: ssf, kafkaPort: kafkaPort, chPort: chPort, chNice: chNice, kafkaSync: kafkaSync})
 	}
 }
 
@@ -102,6 +107,7 @@ type devOptions struct {
 	ssf       sessionFlags
 	kafkaPort int
 	chPort    int
+	chNice    int
 	kafkaSync bool
 }
 
@@ -177,7 +183,7 @@ func (d *devStack) run(ctx context.Context, o devOptions) error {
 	}
 
 	if o.cf.addr == "" {
-		srv, err := chserver.Start(ctx, chserver.Config{Dir: filepath.Join(d.dataDir, "clickhouse"), TCPPort: o.chPort, Logger: log})
+		srv, err := chserver.Start(ctx, chserver.Config{Dir: filepath.Join(d.dataDir, "clickhouse"), TCPPort: o.chPort, Nice: o.chNice, Logger: log})
 		if err != nil {
 			return fmt.Errorf("start clickhouse: %w", err)
 		}

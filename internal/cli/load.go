@@ -32,6 +32,7 @@ func loadCommand() (*flag.FlagSet, func(context.Context) error) {
 	fs.DurationVar(&cfg.Duration, "duration", 10*time.Second, "how long to send")
 	fs.IntVar(&cfg.Workers, "workers", 0, "concurrent connections (0: chosen from the rate)")
 	fs.IntVar(&cfg.Users, "users", 0, "simulated end users (0: default)")
+	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed of the simulated users' devices, places and bodies: runs with the same seed and --users send as the same users from the same devices (0: random)")
 	fs.StringVar(&paths, "paths", "track=80,log=20", "weighted mix of calls: track, log, identify, risk, filter (POSTed events) and devices (GET /v1/users/{id}/devices)")
 	fs.StringVar(&cfg.ClickHouseAddr, "clickhouse-addr", "", "ClickHouse to measure end-to-end lag and loss in (empty: not measured)")
 	fs.StringVar(&cfg.Database, "clickhouse-database", "moat", "ClickHouse database")
