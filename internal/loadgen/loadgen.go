@@ -656,7 +656,7 @@ func (r *run) progressLoop(w io.Writer, watcher *procWatcher, p *lagPoller, stop
 	var lastSent, lastAcc int64
 	lastSeq := 0
 	prevCPU := map[string]float64{}
-	prevBusy, prevTotal, _, _ := hostSample()
+	prevHost, _ := hostSample()
 	for {
 		select {
 		case <-stop:
@@ -694,12 +694,11 @@ func (r *run) progressLoop(w io.Writer, watcher *procWatcher, p *lagPoller, stop
 				ours += 100 * cpu / dt
 				line += fmt.Sprintf(" | %s %.0f%% CPU", ps.Name, 100*cpu/dt)
 			}
-			if busy, total, cpus, err := hostSample(); err == nil && total > prevTotal && prevTotal > 0 {
-				host := 100 * float64(cpus) * float64(busy-prevBusy) / float64(total-prevTotal)
-				line += fmt.Sprintf(" | machine %.0f%% (others %.0f%%)", host, max(0, host-ours))
-				prevBusy, prevTotal = busy, total
-			} else if err == nil {
-				prevBusy, prevTotal = busy, total
+			if now, err := hostSample(); err == nil {
+				if host, steal, ok := now.sub(prevHost); ok {
+					line += fmt.Sprintf(" | machine %.0f%% (others %.0f%%, of which steal %.0f%%)", host, max(0, host-ours), steal)
+				}
+				prevHost = now
 			}
 			fmt.Fprintln(w, line)
 			lastT, lastSent, lastAcc = now, sent, acc

@@ -214,9 +214,14 @@ func TestParseProc(t *testing.T) {
 		t.Errorf("parseStatusRSS = %d, %v", rss, err)
 	}
 	ps := []byte("cpu  100 5 50 800 20 3 2 10 0 0\ncpu0 50 2 25 400 10 1 1 5 0 0\ncpu1 50 3 25 400 10 2 1 5 0 0\nintr 1\n")
-	busy, total, cpus, err := parseProcStat(ps)
-	if err != nil || busy != 170 || total != 990 || cpus != 2 {
-		t.Errorf("parseProcStat = %d, %d, %d, %v; want 170, 990, 2", busy, total, cpus, err)
+	c, err := parseProcStat(ps)
+	if err != nil || c.busy != 170 || c.total != 990 || c.steal != 10 || c.cpus != 2 {
+		t.Errorf("parseProcStat = %+v, %v; want busy 170, total 990, steal 10, 2 cpus", c, err)
+	}
+	// 200 more jiffies on 2 CPUs (one second): 120 busy, 40 of them stolen.
+	later := cpuTimes{busy: c.busy + 120, total: c.total + 200, steal: c.steal + 40, cpus: 2}
+	if busy, steal, ok := later.sub(c); !ok || busy != 120 || steal != 40 {
+		t.Errorf("sub = %v, %v, %v; want 120%%, 40%%", busy, steal, ok)
 	}
 	if ticks, rss, err := procSample(0); err != nil || rss == 0 {
 		t.Errorf("procSample(self) = %d, %d, %v", ticks, rss, err)

@@ -91,17 +91,38 @@ func parseStatusRSS(status []byte) (uint64, error) {
 	return 0, nil
 }
 
-// hostSample returns the busy and total jiffies of all CPUs from the "cpu"
-// line of /proc/stat, and the number of CPUs.
-func hostSample() (busy, total uint64, cpus int, err error) {
+// cpuTimes are the jiffies of all CPUs from the "cpu" line of /proc/stat.
+type cpuTimes struct {
+	// busy is every state but idle and iowait, steal included.
+	busy, total uint64
+	// steal is time the hypervisor ran something else while this
+	// machine's CPUs had work: CPU the machine lost, not used.
+	steal uint64
+	cpus  int
+}
+
+// sub returns the machine's use between o and t in percent of one core
+// (at most 100 × CPUs): busy, and the part of it that was stolen.
+func (t cpuTimes) sub(o cpuTimes) (busy, steal float64, ok bool) {
+	if t.total <= o.total || o.total == 0 {
+		return 0, 0, false
+	}
+	// total jiffies advance by CPUs × ticks per second of wall time.
+	scale := 100 * float64(t.cpus) / float64(t.total-o.total)
+	return scale * float64(t.busy-o.busy), scale * float64(t.steal-o.steal), true
+}
+
+// hostSample reads the machine's CPU times.
+func hostSample() (cpuTimes, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0, 0, err
+		return cpuTimes{}, err
 	}
 	return parseProcStat(b)
 }
 
-func parseProcStat(b []byte) (busy, total uint64, cpus int, err error) {
+func parseProcStat(b []byte) (cpuTimes, error) {
+	var t cpuTimes
 	found := false
 	for line := range bytes.Lines(b) {
 		f := bytes.Fields(line)
@@ -116,21 +137,24 @@ func parseProcStat(b []byte) (busy, total uint64, cpus int, err error) {
 			for i := 1; i < len(f) && i <= 8; i++ {
 				v, err := strconv.ParseUint(string(f[i]), 10, 64)
 				if err != nil {
-					return 0, 0, 0, fmt.Errorf("loadgen: malformed /proc/stat")
+					return cpuTimes{}, fmt.Errorf("loadgen: malformed /proc/stat")
 				}
-				total += v
+				t.total += v
 				if i != 4 && i != 5 { // idle, iowait
-					busy += v
+					t.busy += v
+				}
+				if i == 8 {
+					t.steal = v
 				}
 			}
 		case len(name) > 3 && name[:3] == "cpu":
-			cpus++
+			t.cpus++
 		}
 	}
 	if !found {
-		return 0, 0, 0, fmt.Errorf("loadgen: no cpu line in /proc/stat")
+		return cpuTimes{}, fmt.Errorf("loadgen: no cpu line in /proc/stat")
 	}
-	return busy, total, cpus, nil
+	return t, nil
 }
 
 // HostStats is the whole machine's CPU use during the run.
@@ -139,6 +163,10 @@ type HostStats struct {
 	// BusyCPU is the busy time of all CPUs per second of wall time, in
 	// percent of one core (at most 100 × CPUs).
 	BusyCPU float64
+	// StealCPU is the part of BusyCPU the hypervisor gave to other
+	// machines: a run with much of it measured a machine that had less
+	// than its cores.
+	StealCPU float64
 }
 
 // procWatcher samples processes every second between start and stop.
@@ -147,23 +175,25 @@ type procWatcher struct {
 	procs []*watched
 	wg    sync.WaitGroup
 
-	hostBusy0, hostTotal0 uint64
-	hostCPUs              int
-	hostErr               error
-	hostStop              HostStats
+	host0    cpuTimes
+	hostErr  error
+	hostStop HostStats
 }
 
 // host returns the machine's CPU use since watchProcs.
 func (w *procWatcher) host() HostStats {
-	if w.hostErr != nil || w.hostCPUs == 0 {
+	if w.hostErr != nil || w.host0.cpus == 0 {
 		return HostStats{}
 	}
-	busy, total, _, err := hostSample()
-	if err != nil || total <= w.hostTotal0 {
-		return HostStats{CPUs: w.hostCPUs}
+	now, err := hostSample()
+	if err != nil {
+		return HostStats{CPUs: w.host0.cpus}
 	}
-	// total jiffies advance by CPUs × ticks per second of wall time.
-	return HostStats{CPUs: w.hostCPUs, BusyCPU: 100 * float64(w.hostCPUs) * float64(busy-w.hostBusy0) / float64(total-w.hostTotal0)}
+	busy, steal, ok := now.sub(w.host0)
+	if !ok {
+		return HostStats{CPUs: w.host0.cpus}
+	}
+	return HostStats{CPUs: w.host0.cpus, BusyCPU: busy, StealCPU: steal}
 }
 
 type watched struct {
@@ -181,7 +211,7 @@ type watched struct {
 // watchProcs starts sampling; pid 0 is this process.
 func watchProcs(ctx context.Context, named []NamedPID) *procWatcher {
 	w := &procWatcher{}
-	w.hostBusy0, w.hostTotal0, w.hostCPUs, w.hostErr = hostSample()
+	w.host0, w.hostErr = hostSample()
 	for _, n := range named {
 		p := &watched{name: n.Name, pid: n.PID}
 		w.sample(p, time.Now())
