@@ -696,7 +696,7 @@ func (r *run) progressLoop(w io.Writer, watcher *procWatcher, p *lagPoller, stop
 			}
 			if now, err := hostSample(); err == nil {
 				if host, steal, ok := now.sub(prevHost); ok {
-					line += fmt.Sprintf(" | machine %.0f%% (others %.0f%%, of which steal %.0f%%)", host, max(0, host-ours), steal)
+					line += fmt.Sprintf(" | machine %.0f%% (stolen %.0f%%, others %.0f%%)", host, steal, max(0, host-ours))
 				}
 				prevHost = now
 			}

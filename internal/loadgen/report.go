@@ -281,8 +281,8 @@ func (r Report) Markdown() string {
 		for _, p := range r.Procs {
 			sum += p.AvgCPU
 		}
-		row("Machine CPU", fmt.Sprintf("%.0f%% busy of %d%% (%d cores); %.0f%% outside the processes above, of which %.0f%% stolen by the hypervisor",
-			r.Host.BusyCPU, 100*r.Host.CPUs, r.Host.CPUs, max(0, r.Host.BusyCPU-sum), r.Host.StealCPU))
+		row("Machine CPU", fmt.Sprintf("%.0f%% busy of %d%% (%d cores), %.0f%% of it stolen by the hypervisor; %.0f%% outside the processes above",
+			r.Host.BusyCPU, 100*r.Host.CPUs, r.Host.CPUs, r.Host.StealCPU, max(0, r.Host.BusyCPU-sum)))
 	}
 	if t := r.Targets; t != (Targets{}) {
 		var goals []string
