@@ -13,7 +13,9 @@ import (
 )
 
 // Parser parses user agents. It is safe for concurrent use. Parsing a new
-// user agent costs about half a millisecond; repeats hit an LRU cache.
+// user agent costs 0.6 ms (curl, okhttp) to 4.5 ms (desktop browsers),
+// measured on the project's machine: uap-core tries hundreds of regexes and
+// most fail; repeats hit an LRU cache (about 1 µs).
 type Parser struct {
 	p *uaparser.Parser
 }
