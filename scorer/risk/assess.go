@@ -93,29 +93,31 @@ func (s sigset) has(i int) bool { return s&(1<<i) != 0 }
 
 // --- hashing (FNV-1a, inline: no allocation) ---
 
-func fnv32(s string) uint32 {
-	h := uint32(2166136261)
+const (
+	fnv32Offset = 2166136261
+	fnv32Prime  = 16777619
+)
+
+func fnv32(s string) uint32 { return fnv32Done(fnv32Add(fnv32Offset, s)) }
+
+// fnv32Alias is fnv32("\x00" + alias), without building the string.
+func fnv32Alias(alias string) uint32 {
+	return fnv32Done(fnv32Add(fnv32Add(fnv32Offset, "\x00"), alias))
+}
+
+// fnv32Add hashes s into h.
+func fnv32Add(h uint32, s string) uint32 {
 	for i := 0; i < len(s); i++ {
 		h ^= uint32(s[i])
-		h *= 16777619
-	}
-	if h == 0 {
-		h = 1 // 0 means "no value"
+		h *= fnv32Prime
 	}
 	return h
 }
 
-// fnv32Alias is fnv32("\x00" + alias), without building the string.
-func fnv32Alias(alias string) uint32 {
-	h := uint32(2166136261)
-	h ^= 0
-	h *= 16777619
-	for i := 0; i < len(alias); i++ {
-		h ^= uint32(alias[i])
-		h *= 16777619
-	}
+// fnv32Done keeps 0 for "no value".
+func fnv32Done(h uint32) uint32 {
 	if h == 0 {
-		h = 1
+		return 1
 	}
 	return h
 }
