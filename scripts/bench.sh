@@ -193,21 +193,22 @@ else
 		LOAD_ARGS="--pause scorer=${PID[scorer]},projector=${PID[projector]} --drain-timeout 15m $LOAD_ARGS"
 	fi
 fi
+# load RATE DURATION REPORT: one `moat load` run against the stack.
+load() {
+	# shellcheck disable=SC2086 # LOAD_ARGS is a list of flags
+	bin/moat load --url "http://127.0.0.1:$HTTP" --secret "$SECRET" --rate "$1" --duration "$2" \
+		${PATHS:+--paths "$PATHS"} ${SEED:+--seed "$SEED"} $LOAD_ARGS \
+		--clickhouse-addr "127.0.0.1:$CH" --pids "$PIDS" --markdown "$3" >/dev/null
+}
 status=0
 for rate in $RATES; do
 	if [ -n "$WARMUP" ]; then
 		echo "== warm-up: $rate requests/s for $WARMUP${PATHS:+ ($PATHS)}" >&2
-		# shellcheck disable=SC2086 # LOAD_ARGS is a list of flags
-		bin/moat load --url "http://127.0.0.1:$HTTP" --secret "$SECRET" --rate "$rate" --duration "$WARMUP" \
-			${PATHS:+--paths "$PATHS"} ${SEED:+--seed "$SEED"} $LOAD_ARGS \
-			--clickhouse-addr "127.0.0.1:$CH" --pids "$PIDS" --markdown "$OUT/$PREFIX$rate-warmup.md" >/dev/null || status=1
+		load "$rate" "$WARMUP" "$OUT/$PREFIX$rate-warmup.md" || status=1
 		grep -E 'Lost|^\| (POST|GET) ' "$OUT/$PREFIX$rate-warmup.md" >&2
 	fi
 	echo "== $rate requests/s for $DURATION${PATHS:+ ($PATHS)}" >&2
-	# shellcheck disable=SC2086 # LOAD_ARGS is a list of flags
-	bin/moat load --url "http://127.0.0.1:$HTTP" --secret "$SECRET" --rate "$rate" --duration "$DURATION" \
-		${PATHS:+--paths "$PATHS"} ${SEED:+--seed "$SEED"} $LOAD_ARGS \
-		--clickhouse-addr "127.0.0.1:$CH" --pids "$PIDS" --markdown "$OUT/$PREFIX$rate.md" >/dev/null || status=1
+	load "$rate" "$DURATION" "$OUT/$PREFIX$rate.md" || status=1
 	grep -E 'Achieved|Ingest latency|End-to-end lag|Lost|Result|^\| (POST|GET) ' "$OUT/$PREFIX$rate.md" >&2
 done
 exit $status
